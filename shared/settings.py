@@ -1,0 +1,321 @@
+"""Deployment settings: read once from the environment, validated, then immutable.
+
+Invariant: nothing else in ga4-stitch reads ``os.environ``. Entry points call
+``Settings.from_env()`` once per instance (lazily, never at import time) and pass the
+result down. A missing or out-of-range value raises ``SettingsError`` naming the variable,
+so a bad deployment fails on its first message instead of mis-sessionizing traffic.
+
+Secrets (``GA4_API_SECRET``, ``PII_HASH_SECRET``, ``LINK_TOKEN_SECRET``) are held but never
+rendered: ``repr`` of a settings object masks them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.errors import SettingsError
+
+DEFAULT_BLOCKED_USER_IDS = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "nan",
+        "anonymous",
+        "guest",
+        "unknown",
+        "0",
+        "-1",
+        "false",
+        "true",
+        "[object object]",
+        "not set",
+        "(not set)",
+        "n/a",
+    }
+)
+
+TOPIC_DEFAULTS = {
+    "RAW_EVENTS_TOPIC": "ga4-stitch-raw-events",
+    "ENRICHED_TOPIC": "ga4-stitch-enriched-events",
+    "IDENTITY_LINKS_TOPIC": "ga4-stitch-identity-links",
+    "RESOLVE_DEAD_LETTER_TOPIC": "ga4-stitch-raw-events-dead-letter",
+    "FORWARD_DEAD_LETTER_TOPIC": "ga4-stitch-enriched-events-dead-letter",
+}
+
+REQUIRED_VARIABLES = ("GOOGLE_CLOUD_PROJECT",)
+"""Variables without a default; Terraform must set each (checked by the structure tests)."""
+
+
+class _Env:
+    """Typed, validated access to one environment mapping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._environ.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise SettingsError(f"{name} is required but not set")
+        return default
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        raw = self._environ.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: frozenset[str]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+        return value
+
+    def words(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self._environ.get(name)
+        if raw is None or not raw.strip():
+            return default
+        return tuple(word.strip() for word in raw.split(",") if word.strip())
+
+    def json_object(self, name: str) -> dict[str, str]:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{name} must be a JSON object: {exc}") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise SettingsError(f"{name} must be a JSON object of strings")
+        return value
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    """How events are grouped into sessions. Defaults follow GA4."""
+
+    timeout_micros: int = 30 * 60 * 1_000_000
+    allowed_lateness_micros: int = 72 * 3600 * 1_000_000
+    max_future_micros: int = 24 * 3600 * 1_000_000
+    split_on_campaign: bool = False
+    split_on_user_change: bool = False
+    max_session_micros: int = 0
+    """0 disables the cap on a session's length."""
+    max_session_events: int = 0
+    """0 disables the cap on a session's event count."""
+    windows_kept: int = 8
+    """Recent session windows remembered per stream, to place late events."""
+    processed_kept: int = 100
+    """Recent event ids remembered per client, to answer redeliveries identically."""
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """How anonymous events inherit a user id, and which ids never link."""
+
+    logout_events: frozenset[str] = frozenset({"logout"})
+    blocked_user_ids: frozenset[str] = DEFAULT_BLOCKED_USER_IDS
+    marks_kept: int = 16
+    """Recent login/logout marks remembered per client (bounded history)."""
+    users_clients_kept: int = 50
+    """Client ids remembered per user document."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    raw_events: str = TOPIC_DEFAULTS["RAW_EVENTS_TOPIC"]
+    enriched: str = TOPIC_DEFAULTS["ENRICHED_TOPIC"]
+    identity_links: str = TOPIC_DEFAULTS["IDENTITY_LINKS_TOPIC"]
+    resolve_dead_letter: str = TOPIC_DEFAULTS["RESOLVE_DEAD_LETTER_TOPIC"]
+    forward_dead_letter: str = TOPIC_DEFAULTS["FORWARD_DEAD_LETTER_TOPIC"]
+
+
+@dataclass(frozen=True)
+class Ga4Settings:
+    """Where and how enriched events reach the Measurement Protocol."""
+
+    measurement_id: str | None = None
+    api_secret: str | None = field(default=None, repr=False)
+    endpoint: str = "https://www.google-analytics.com"
+    validate_first: bool = False
+    """Send every request to ``/debug/mp/collect`` first and dead-letter on messages."""
+    timeout_seconds: float = 5.0
+    retry_attempts: int = 4
+    retry_budget_seconds: float = 20.0
+    stream_routes: Mapping[str, str] = field(default_factory=dict)
+    """Hostname (or ``*.suffix``) of ``page_location`` -> measurement id."""
+    stream_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Measurement id -> API secret, for routed streams with their own secret."""
+    default_engagement_time_msec: int = 100
+    param_allow: tuple[str, ...] = ()
+    param_deny: tuple[str, ...] = ()
+    param_renames: Mapping[str, str] = field(default_factory=dict)
+
+    def require(self) -> tuple[str, str]:
+        """The default stream's measurement id and secret, or a ``SettingsError``."""
+        if not self.measurement_id:
+            raise SettingsError("GA4_MEASUREMENT_ID is required to forward events")
+        if not self.api_secret:
+            raise SettingsError("GA4_API_SECRET is required to forward events")
+        return self.measurement_id, self.api_secret
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    pii_user_id_mode: str = "hash"
+    """``hash`` (HMAC-SHA256 with ``pii_hash_secret``) or ``drop``."""
+    pii_hash_secret: str | None = field(default=None, repr=False)
+    pii_parameters: tuple[str, ...] = ()
+    ip_mode: str = "pass"
+    """``pass`` forwards ``ip_override`` as received, ``truncate`` zeroes the host part,
+    ``drop`` removes it. IPs are never stored whatever the mode."""
+    bot_mode: str = "flag"
+    """``flag`` marks bot traffic in the enriched event, ``drop`` dead-letters it, ``off``."""
+    link_token_secret: str | None = field(default=None, repr=False)
+    link_token_ttl_seconds: int = 300
+    link_token_parameter: str = "_gs_link"
+    linker_enabled: bool = True
+    """Honour GA4's own ``_gl`` linker parameter."""
+    partner_domains: tuple[str, ...] = ()
+    """Opt-in probabilistic bridging from these referrer domains (empty: off)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    database: str = "(default)"
+    collection_prefix: str = ""
+    state_ttl_days: int = 400
+    sessions: SessionRules = field(default_factory=SessionRules)
+    identity: IdentityRules = field(default_factory=IdentityRules)
+    topics: Topics = field(default_factory=Topics)
+    ga4: Ga4Settings = field(default_factory=Ga4Settings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        env = _Env(environ)
+        project = env.optional("GOOGLE_CLOUD_PROJECT") or env.optional("GCP_PROJECT")
+        if not project:
+            raise SettingsError("GOOGLE_CLOUD_PROJECT is required but not set")
+        minutes = 60_000_000
+        return cls(
+            project=project,
+            database=env.text("FIRESTORE_DATABASE", "(default)"),
+            collection_prefix=env.text("COLLECTION_PREFIX", ""),
+            state_ttl_days=env.integer("STATE_TTL_DAYS", 400, 1, 3650),
+            sessions=SessionRules(
+                timeout_micros=env.integer("SESSION_TIMEOUT_MINUTES", 30, 5, 475) * minutes,
+                allowed_lateness_micros=env.integer("ALLOWED_LATENESS_HOURS", 72, 1, 24 * 30)
+                * 60
+                * minutes,
+                split_on_campaign=env.flag("SPLIT_ON_CAMPAIGN"),
+                split_on_user_change=env.flag("SPLIT_ON_USER_CHANGE"),
+                max_session_micros=env.integer("MAX_SESSION_MINUTES", 0, 0, 7 * 24 * 60)
+                * minutes,
+                max_session_events=env.integer("MAX_SESSION_EVENTS", 0, 0, 1_000_000),
+                windows_kept=env.integer("SESSION_WINDOWS_KEPT", 8, 1, 100),
+                processed_kept=env.integer("DEDUP_EVENTS_KEPT", 100, 1, 2000),
+            ),
+            identity=IdentityRules(
+                logout_events=frozenset(
+                    name.lower() for name in env.words("LOGOUT_EVENTS", ("logout",))
+                ),
+                blocked_user_ids=DEFAULT_BLOCKED_USER_IDS
+                | frozenset(value.lower() for value in env.words("BLOCKED_USER_IDS")),
+            ),
+            topics=Topics(
+                raw_events=env.text("RAW_EVENTS_TOPIC", TOPIC_DEFAULTS["RAW_EVENTS_TOPIC"]),
+                enriched=env.text("ENRICHED_TOPIC", TOPIC_DEFAULTS["ENRICHED_TOPIC"]),
+                identity_links=env.text(
+                    "IDENTITY_LINKS_TOPIC", TOPIC_DEFAULTS["IDENTITY_LINKS_TOPIC"]
+                ),
+                resolve_dead_letter=env.text(
+                    "RESOLVE_DEAD_LETTER_TOPIC", TOPIC_DEFAULTS["RESOLVE_DEAD_LETTER_TOPIC"]
+                ),
+                forward_dead_letter=env.text(
+                    "FORWARD_DEAD_LETTER_TOPIC", TOPIC_DEFAULTS["FORWARD_DEAD_LETTER_TOPIC"]
+                ),
+            ),
+            ga4=Ga4Settings(
+                measurement_id=env.optional("GA4_MEASUREMENT_ID"),
+                api_secret=env.optional("GA4_API_SECRET"),
+                endpoint=env.text("GA4_ENDPOINT", "https://www.google-analytics.com").rstrip("/"),
+                validate_first=env.flag("GA4_VALIDATE_FIRST"),
+                timeout_seconds=env.number("GA4_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
+                retry_attempts=env.integer("GA4_RETRY_ATTEMPTS", 4, 1, 10),
+                retry_budget_seconds=env.number("GA4_RETRY_BUDGET_SECONDS", 20.0, 0.1, 300.0),
+                stream_routes=env.json_object("GA4_STREAM_ROUTES"),
+                stream_secrets=env.json_object("GA4_STREAM_SECRETS"),
+                default_engagement_time_msec=env.integer(
+                    "GA4_DEFAULT_ENGAGEMENT_TIME_MSEC", 100, 1, 3_600_000
+                ),
+                param_allow=env.words("GA4_PARAM_ALLOW"),
+                param_deny=env.words("GA4_PARAM_DENY"),
+                param_renames=env.json_object("GA4_PARAM_RENAMES"),
+            ),
+            privacy=PrivacySettings(
+                pii_user_id_mode=env.choice("PII_USER_ID_MODE", "hash", frozenset({"hash", "drop"})),
+                pii_hash_secret=env.optional("PII_HASH_SECRET"),
+                pii_parameters=env.words("PII_PARAMETERS"),
+                ip_mode=env.choice("IP_MODE", "pass", frozenset({"pass", "truncate", "drop"})),
+                bot_mode=env.choice("BOT_MODE", "flag", frozenset({"flag", "drop", "off"})),
+                link_token_secret=env.optional("LINK_TOKEN_SECRET"),
+                link_token_ttl_seconds=env.integer("LINK_TOKEN_TTL_SECONDS", 300, 10, 86_400),
+                link_token_parameter=env.text("LINK_TOKEN_PARAMETER", "_gs_link"),
+                linker_enabled=env.flag("LINKER_ENABLED", default=True),
+                partner_domains=tuple(d.lower() for d in env.words("PARTNER_DOMAINS")),
+            ),
+            log_level=env.choice(
+                "LOG_LEVEL", "INFO", frozenset({"debug", "info", "warning", "error"})
+            ).upper(),
+        )
+
+    def collection(self, name: str) -> str:
+        """The Firestore collection for ``name`` (``clients``, ``users``, ``forwarded``...)."""
+        return f"{self.collection_prefix}{name}"
+
+    @property
+    def ttl_micros(self) -> int:
+        return self.state_ttl_days * 86_400 * 1_000_000
