@@ -1,0 +1,263 @@
+"""A local GA4 Measurement Protocol endpoint: a real HTTP server for tests and the local pipeline.
+
+It answers like GA4: ``POST /mp/collect`` always answers 204 (GA4 accepts invalid payloads
+silently), ``POST /debug/mp/collect`` answers 200 with ``{"validationMessages": [...]}``.
+Both validate exactly like ``shared.validation`` in strict mode (every message counts, nothing
+is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query parameters.
+
+Every request is recorded, in memory and as one NDJSON line
+``{received_at_micros, path, measurement_id, body, validation_messages, status}``; the API
+secret is never recorded nor logged. A fault plan makes the next requests fail (any status,
+with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` in
+process, or ``POST /__admin/faults`` from another process. ``GET /__admin/requests`` returns
+the records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from shared.validation import Code, Message, parse_body, validate
+
+COLLECT_PATH = "/mp/collect"
+DEBUG_PATH = "/debug/mp/collect"
+FAULTS_PATH = "/__admin/faults"
+REQUESTS_PATH = "/__admin/requests"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do to one request: wait ``delay_seconds``, then answer ``status`` if set."""
+
+    status: int | None = None
+    delay_seconds: float = 0.0
+    retry_after: float | None = None
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> tuple[Fault, int]:
+        """``{"times": n, "status": 503, "retry_after": 1, "delay_seconds": 0.5}``."""
+        fault = cls(
+            status=int(value["status"]) if value.get("status") is not None else None,
+            delay_seconds=float(value.get("delay_seconds", 0.0)),
+            retry_after=float(value["retry_after"])
+            if value.get("retry_after") is not None
+            else None,
+        )
+        return fault, int(value.get("times", 1))
+
+
+class _State:
+    """Fault plan and records, shared by the server's handler threads."""
+
+    def __init__(self, record_path: Path | None) -> None:
+        self.lock = threading.Lock()
+        self.faults: collections.deque[Fault] = collections.deque()
+        self.records: list[dict[str, Any]] = []
+        self.record_path = record_path
+        if record_path is not None:
+            record_path.parent.mkdir(parents=True, exist_ok=True)
+            record_path.touch()
+
+    def plan(self, fault: Fault, times: int) -> None:
+        with self.lock:
+            self.faults.extend([fault] * times)
+
+    def next_fault(self) -> Fault | None:
+        with self.lock:
+            return self.faults.popleft() if self.faults else None
+
+    def record(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str)
+        with self.lock:
+            self.records.append(entry)
+            if self.record_path is not None:
+                with self.record_path.open("a", encoding="utf-8") as file:
+                    file.write(line + "\n")
+
+
+def _query_messages(query: dict[str, list[str]]) -> list[Message]:
+    return [
+        Message(name, f"the {name} query parameter is required", Code.VALUE_REQUIRED, True)
+        for name in ("measurement_id", "api_secret")
+        if not query.get(name, [""])[0]
+    ]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the request line holds the API secret."""
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == REQUESTS_PATH:
+            with self.server.state.lock:
+                records = list(self.server.state.records)
+            self._answer(200, json.dumps(records, default=str).encode())
+        else:
+            self._answer(404, b"")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path == FAULTS_PATH:
+            self._plan_faults(raw)
+        elif url.path in (COLLECT_PATH, DEBUG_PATH):
+            self._collect(url.path, parse_qs(url.query), raw)
+        else:
+            self._answer(404, b"")
+
+    def _plan_faults(self, raw: bytes) -> None:
+        try:
+            fault, times = Fault.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._answer(400, str(exc).encode())
+            return
+        self.server.state.plan(fault, times)
+        self._answer(204, b"")
+
+    def _collect(self, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+        received = time.time_ns() // 1000
+        fault = self.server.state.next_fault() or Fault()
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+        body, parse_messages = parse_body(raw)
+        messages = [*_query_messages(query), *parse_messages]
+        if body is not None:
+            messages.extend(validate(body, now_micros=received).messages)
+        status = fault.status or (200 if path == DEBUG_PATH else 204)
+        self.server.state.record(
+            {
+                "received_at_micros": received,
+                "path": path,
+                "measurement_id": query.get("measurement_id", [None])[0],
+                "body": body if body is not None else raw.decode("utf-8", "backslashreplace"),
+                "validation_messages": [message.as_ga4() for message in messages],
+                "status": status,
+            }
+        )
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.status is not None:
+            self._answer(status, b"", headers)
+        elif path == DEBUG_PATH:
+            answer = {"validationMessages": [message.as_ga4() for message in messages]}
+            self._answer(200, json.dumps(answer).encode())
+        else:
+            self._answer(204, b"")
+
+    def _answer(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if payload:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+
+
+class LocalGa4:
+    """The endpoint on a free port for the duration of a ``with`` block."""
+
+    def __init__(self, record_path: Path | None = None, host: str = "127.0.0.1", port: int = 0):
+        self._state = _State(record_path)
+        self._server = _Server((host, port), self._state)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> LocalGa4:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(
+        self, times: int = 1, status: int = 503, retry_after: float | None = None
+    ) -> None:
+        self._state.plan(Fault(status=status, retry_after=retry_after), times)
+
+    def delay_next(self, times: int, seconds: float) -> None:
+        self._state.plan(Fault(delay_seconds=seconds), times)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received so far, in arrival order of their records."""
+        with self._state.lock:
+            return list(self._state.records)
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """Requests that GA4 would have processed: ``/mp/collect`` answered 2xx."""
+        return [r for r in self.requests() if r["path"] == COLLECT_PATH and r["status"] < 300]
+
+
+def serve(
+    host: str, port: int, record: Path | None, fail_plan: Iterable[dict[str, Any]] = ()
+) -> None:
+    """Run the endpoint in the foreground until interrupted (the local pipeline's GA4)."""
+    state = _State(record)
+    for entry in fail_plan:
+        state.plan(*Fault.from_json(entry))
+    server = _Server((host, port), state)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local GA4 Measurement Protocol endpoint")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--record", type=Path, default=None, help="NDJSON file of requests")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=json.loads,
+        help='JSON such as {"times": 2, "status": 503, "retry_after": 1}; repeatable',
+    )
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.record, args.fault)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,315 @@
+"""Enriched event -> one Measurement Protocol request (pure, no I/O, no clock).
+
+Invariants:
+- ``client_id`` is the canonical one (``resolved.client_id``), never the incoming one, so
+  cross-domain hops land in one GA4 session.
+- ``user_id`` is sent only when ``resolved.user_id`` is set (never the raw field: the
+  resolver has already applied logout, consent and PII rules to it).
+- Every event carries ``engagement_time_msec`` > 0 and, when the resolver kept state,
+  an integer ``session_id`` and ``session_number``; GA4 counts users as active only then.
+- Transport and system fields of the GTM SC event data (``x-ga-*``, ``x-sst-*``, ``gtm.*``,
+  ids, timestamps, consent, ``user_data``) never become event parameters. Everything else
+  is offered as a parameter; ``shared.validation`` decides what GA4 accepts.
+- Parameter order is significant: session and page parameters come first, so when the
+  validator trims an event to 25 parameters it drops custom ones.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.errors import InvalidEvent
+from shared.settings import Settings
+
+SYSTEM_FIELDS = frozenset(
+    {
+        "client_id",
+        "user_id",
+        "ip_override",
+        "user_agent",
+        "ga_session_id",
+        "ga_session_number",
+        "session_id",
+        "session_number",
+        "engagement_time_msec",
+        "event_name",
+        "event_id",
+        "timestamp_micros",
+        "event_timestamp",
+        "custom_timestamp",
+        "consent",
+        "user_data",
+        "user_properties",
+        "user_location",
+        "device",
+        "language",
+        "screen_resolution",
+        "measurement_id",
+        "page_location",
+        "page_referrer",
+        "page_title",
+        "items",
+        "resolved",
+        "_gl",
+    }
+)
+SYSTEM_PREFIXES = ("x-ga-", "x-sst-", "gtm.")
+PAGE_PARAMS = ("page_location", "page_referrer", "page_title")
+USER_LOCATION_FIELDS = ("city", "region_id", "country_id", "subcontinent_id", "continent_id")
+DEVICE_FIELDS = (
+    "category",
+    "language",
+    "screen_resolution",
+    "operating_system",
+    "operating_system_version",
+    "model",
+    "brand",
+    "browser",
+    "browser_version",
+)
+ALWAYS_KEPT = frozenset({"session_id", "engagement_time_msec"})
+
+
+@dataclass(frozen=True)
+class PayloadRules:
+    """What the deployment asks of every request: routing, defaults, parameter filters."""
+
+    default_measurement_id: str
+    stream_routes: Mapping[str, str] = field(default_factory=dict)
+    default_engagement_time_msec: int = 100
+    param_allow: frozenset[str] = frozenset()
+    """Custom parameters kept (empty: all). Session and page parameters are always kept."""
+    param_deny: frozenset[str] = frozenset()
+    """Parameters never sent (raw names), page parameters included."""
+    param_renames: Mapping[str, str] = field(default_factory=dict)
+    """Raw name -> GA4 name, applied after allow/deny."""
+    ip_mode: str = "pass"
+    ignored_params: frozenset[str] = frozenset()
+    """Further raw fields that are transport, not data (the link token parameter)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayloadRules:
+        ga4 = settings.ga4
+        measurement_id, _ = ga4.require()
+        return cls(
+            default_measurement_id=measurement_id,
+            stream_routes=dict(ga4.stream_routes),
+            default_engagement_time_msec=ga4.default_engagement_time_msec,
+            param_allow=frozenset(ga4.param_allow),
+            param_deny=frozenset(ga4.param_deny) | frozenset(settings.privacy.pii_parameters),
+            param_renames=dict(ga4.param_renames),
+            ip_mode=settings.privacy.ip_mode,
+            ignored_params=frozenset({settings.privacy.link_token_parameter}),
+        )
+
+    @property
+    def measurement_ids(self) -> frozenset[str]:
+        return frozenset({self.default_measurement_id, *self.stream_routes.values()})
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The fields of ``resolved`` the forwarder relies on, checked once."""
+
+    event_id: str
+    event_name: str
+    client_id: str
+    timestamp_micros: int
+    user_id: str | None = None
+    session_id: int | None = None
+    session_number: int | None = None
+    stream_id: str | None = None
+    consent: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeasurementRequest:
+    """One MP request for one enriched event, before validation."""
+
+    measurement_id: str
+    event_id: str
+    client_id: str
+    timestamp_micros: int
+    body: Mapping[str, Any]
+
+
+def _text(resolved: Mapping[str, Any], name: str) -> str:
+    value = resolved.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent("bad_enriched_event", f"resolved.{name} must be a non-empty string")
+    return value
+
+
+def _optional_int(resolved: Mapping[str, Any], name: str) -> int | None:
+    value = resolved.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("bad_enriched_event", f"resolved.{name} must be an integer or null")
+    return value
+
+
+def parse_resolved(event: Mapping[str, Any]) -> Resolved:
+    """The ``resolved`` object of an enriched event, or ``InvalidEvent`` naming the field."""
+    resolved = event.get("resolved")
+    if not isinstance(resolved, Mapping):
+        raise InvalidEvent("bad_enriched_event", "the event has no 'resolved' object")
+    timestamp = _optional_int(resolved, "timestamp_micros")
+    if timestamp is None:
+        raise InvalidEvent("bad_enriched_event", "resolved.timestamp_micros is required")
+    user_id = resolved.get("user_id")
+    stream_id = resolved.get("stream_id")
+    consent = resolved.get("consent")
+    return Resolved(
+        event_id=_text(resolved, "event_id"),
+        event_name=_text(resolved, "event_name"),
+        client_id=_text(resolved, "client_id"),
+        timestamp_micros=timestamp,
+        user_id=user_id if isinstance(user_id, str) and user_id else None,
+        session_id=_optional_int(resolved, "session_id"),
+        session_number=_optional_int(resolved, "session_number"),
+        stream_id=stream_id if isinstance(stream_id, str) and stream_id else None,
+        consent=dict(consent) if isinstance(consent, Mapping) else {},
+    )
+
+
+def route_stream(page_location: object, routes: Mapping[str, str], default: str) -> str:
+    """The measurement id for a page: exact host first, then the longest ``*.suffix``."""
+    host = urlsplit(page_location).hostname if isinstance(page_location, str) else None
+    if not host:
+        return default
+    if host in routes:
+        return routes[host]
+    suffixes = [p for p in routes if p.startswith("*.") and host.endswith(p[1:])]
+    return routes[max(suffixes, key=len)] if suffixes else default
+
+
+def choose_stream(event: Mapping[str, Any], resolved: Resolved, rules: PayloadRules) -> str:
+    """The resolver's stream when it is one we serve (its sessions are per stream)."""
+    if resolved.stream_id is not None and resolved.stream_id in rules.measurement_ids:
+        return resolved.stream_id
+    return route_stream(
+        event.get("page_location"), rules.stream_routes, rules.default_measurement_id
+    )
+
+
+def engagement_time(value: object, default: int) -> int:
+    """The event's own engagement time when it is a positive number, else ``default``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return default
+    try:
+        msec = int(float(value))
+    except (ValueError, OverflowError):
+        return default
+    return msec if msec > 0 else default
+
+
+def anonymize_ip(ip: object, mode: str) -> str | None:
+    """``pass`` as received, ``truncate`` to /24 (IPv4) or /48 (IPv6), ``drop``."""
+    if mode == "drop" or not isinstance(ip, str) or not ip:
+        return None
+    if mode == "pass":
+        return ip
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _is_system(name: str, rules: PayloadRules) -> bool:
+    return name in SYSTEM_FIELDS or name in rules.ignored_params or name.startswith(SYSTEM_PREFIXES)
+
+
+def event_params(
+    event: Mapping[str, Any], resolved: Resolved, rules: PayloadRules
+) -> dict[str, Any]:
+    """Session and page parameters first, then custom ones, filtered and renamed."""
+    params: dict[str, Any] = {}
+    if resolved.session_id is not None:
+        params["session_id"] = resolved.session_id
+    params["engagement_time_msec"] = engagement_time(
+        event.get("engagement_time_msec"), rules.default_engagement_time_msec
+    )
+    if resolved.session_number is not None:
+        params["session_number"] = resolved.session_number
+    for name in PAGE_PARAMS:
+        if event.get(name) not in (None, "") and name not in rules.param_deny:
+            params[name] = event[name]
+    for name, value in event.items():
+        if _is_system(name, rules) or name in rules.param_deny or value is None:
+            continue
+        if rules.param_allow and name not in rules.param_allow:
+            continue
+        params.setdefault(rules.param_renames.get(name, name), value)
+    if isinstance(event.get("items"), list) and "items" not in rules.param_deny:
+        params["items"] = event["items"]
+    return params
+
+
+def user_properties(raw: object) -> dict[str, Any]:
+    """``{"name": value}`` or ``{"name": {"value": v}}`` as MP's ``{"name": {"value": v}}``."""
+    if not isinstance(raw, Mapping):
+        return {}
+    properties: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, Mapping):
+            properties[str(name)] = dict(value)
+        elif value is not None:
+            properties[str(name)] = {"value": value}
+    return properties
+
+
+def consent_block(consent: Mapping[str, str | None]) -> dict[str, str]:
+    """MP ``consent`` from the resolved consent; signals the event did not state are left out."""
+    block = {}
+    for name in ("ad_user_data", "ad_personalization"):
+        value = consent.get(name)
+        if isinstance(value, str) and value.lower() in {"granted", "denied"}:
+            block[name] = value.upper()
+    return block
+
+
+def _known_fields(raw: object, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {name: raw[name] for name in names if raw.get(name) not in (None, "")}
+
+
+def device_block(event: Mapping[str, Any]) -> dict[str, Any]:
+    device = _known_fields(event.get("device"), DEVICE_FIELDS)
+    for name in ("language", "screen_resolution"):
+        if isinstance(event.get(name), str) and event[name]:
+            device.setdefault(name, event[name])
+    return device
+
+
+def build_request(event: Mapping[str, Any], rules: PayloadRules) -> MeasurementRequest:
+    """The MP request for one enriched event; ``InvalidEvent`` if ``resolved`` is unusable."""
+    resolved = parse_resolved(event)
+    body: dict[str, Any] = {"client_id": resolved.client_id}
+    if resolved.user_id is not None:
+        body["user_id"] = resolved.user_id
+    body["timestamp_micros"] = resolved.timestamp_micros
+    optional = {
+        "user_properties": user_properties(event.get("user_properties")),
+        "consent": consent_block(resolved.consent),
+        "user_location": _known_fields(event.get("user_location"), USER_LOCATION_FIELDS),
+        "ip_override": anonymize_ip(event.get("ip_override"), rules.ip_mode),
+        "device": device_block(event),
+        "user_agent": event.get("user_agent") or None,
+    }
+    body.update((key, value) for key, value in optional.items() if value)
+    body["events"] = [{"name": resolved.event_name, "params": event_params(event, resolved, rules)}]
+    return MeasurementRequest(
+        measurement_id=choose_stream(event, resolved, rules),
+        event_id=resolved.event_id,
+        client_id=resolved.client_id,
+        timestamp_micros=resolved.timestamp_micros,
+        body=body,
+    )

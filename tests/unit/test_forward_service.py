@@ -1,0 +1,332 @@
+"""The forward service with hand-written fakes of its own interfaces."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from shared.errors import PermanentError, TransientError
+from shared.forward_ledger import Claim, ClaimOutcome, ledger_key
+from shared.forward_service import ForwardRuntime, LazyPublisher
+from shared.measurement import PayloadRules
+from shared.pubsub import OutgoingMessage
+
+NOW = 1_763_800_154_000_000
+HOUR = 3_600_000_000
+TOPIC = "forward-dead-letter"
+
+
+class FakeGa4:
+    """``Ga4Sender``: records bodies; ``failures`` are raised first, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.failures: list[Exception] = []
+        self.remote_messages: list[dict[str, Any]] = []
+        self.validated = 0
+
+    def send(self, measurement_id: str, body: bytes) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((measurement_id, json.loads(body)))
+
+    def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
+        self.validated += 1
+        return self.remote_messages
+
+
+class FakeLedger:
+    """``ForwardLedger`` in memory, with the Firestore adapter's lease semantics."""
+
+    def __init__(self, lease_micros: int = 60_000_000) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.lease_micros = lease_micros
+        self.fail_mark = False
+        self.released: list[str] = []
+
+    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
+        key = ledger_key(measurement_id, event_id)
+        entry = self.entries.get(key)
+        if entry is None:
+            self.entries[key] = {"state": "sending", "claimed_at": now_micros}
+            return Claim(key, ClaimOutcome.SEND)
+        if entry["state"] == "sent":
+            return Claim(key, ClaimOutcome.ALREADY_SENT)
+        if now_micros - entry["claimed_at"] < self.lease_micros:
+            raise TransientError("in flight")
+        entry["claimed_at"] = now_micros
+        return Claim(key, ClaimOutcome.SEND, taken_over=True)
+
+    def mark_sent(self, claim: Claim, now_micros: int) -> None:
+        if self.fail_mark:
+            raise TransientError("Firestore unavailable")
+        self.entries[claim.key]["state"] = "sent"
+
+    def release(self, claim: Claim) -> None:
+        self.released.append(claim.key)
+        del self.entries[claim.key]
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.messages: list[OutgoingMessage] = []
+        self.fail = False
+
+    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.fail:
+            raise TransientError("publish failed")
+        self.messages.extend(messages)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [json.loads(message.data) for message in self.messages]
+
+
+class World:
+    def __init__(self, validate_first: bool = False) -> None:
+        self.ga4 = FakeGa4()
+        self.ledger = FakeLedger()
+        self.publisher = FakePublisher()
+        self.now = NOW
+        self.runtime = ForwardRuntime(
+            rules=PayloadRules(default_measurement_id="G-DEFAULT"),
+            sender=self.ga4,
+            ledger=self.ledger,
+            publisher=self.publisher,
+            dead_letter_topic=TOPIC,
+            validate_first=validate_first,
+            clock=lambda: self.now,
+            sleep=lambda _: None,
+        )
+
+    def deliver(self, event: Any, message_id: str = "m-1") -> Any:
+        raw = event if isinstance(event, bytes) else json.dumps(event).encode()
+        data = {
+            "message": {
+                "data": base64.b64encode(raw).decode(),
+                "messageId": message_id,
+                "publishTime": "2025-11-22T08:29:14.000Z",
+                "attributes": {"client_id": "1.2", "event_name": "page_view"},
+            }
+        }
+        return self.runtime.handle(data, message_id)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def enriched(event_id: str = "e-1", **raw: Any) -> dict[str, Any]:
+    resolved = {
+        "event_id": event_id,
+        "event_name": "page_view",
+        "timestamp_micros": NOW - 1_000_000,
+        "client_id": "1768696203.1712345678",
+        "user_id": "cust-1",
+        "session_id": 1_763_800_000,
+        "session_number": 2,
+        "consent": {},
+    }
+    resolved.update(raw.pop("resolved", {}))
+    return {"page_location": "https://shop.example/", **raw, "resolved": resolved}
+
+
+def test_an_enriched_event_is_sent_once_and_marked_sent(world: World) -> None:
+    """One send with the built body; the ledger says sent."""
+    outcome = world.deliver(enriched())
+    assert outcome.status == "forwarded"
+    ((measurement_id, body),) = world.ga4.sent
+    assert measurement_id == "G-DEFAULT"
+    assert body["client_id"] == "1768696203.1712345678"
+    assert body["user_id"] == "cust-1"
+    assert body["events"][0]["params"]["session_id"] == 1_763_800_000
+    assert [entry["state"] for entry in world.ledger.entries.values()] == ["sent"]
+
+
+def test_a_redelivered_event_is_not_sent_again(world: World) -> None:
+    """Same event_id, even in another Pub/Sub message: duplicate suppressed, acknowledged."""
+    world.deliver(enriched(), "m-1")
+    outcome = world.deliver(enriched(), "m-2")
+    assert outcome.status == "duplicate"
+    assert len(world.ga4.sent) == 1
+
+
+def test_a_transient_send_failure_releases_the_claim_and_raises(world: World) -> None:
+    """Pub/Sub redelivers, and the redelivery sends at once (no lease to wait out)."""
+    world.ga4.failures.append(TransientError("GA4 answered HTTP 503"))
+    with pytest.raises(TransientError):
+        world.deliver(enriched())
+    assert world.ledger.entries == {}
+    assert world.deliver(enriched()).status == "forwarded"
+    assert len(world.ga4.sent) == 1
+
+
+def test_a_delivery_in_flight_makes_another_one_retry_later(world: World) -> None:
+    """A claim inside its lease is respected: TransientError, nothing sent."""
+    world.ledger.claim("G-DEFAULT", "e-1", NOW - 1_000_000)
+    with pytest.raises(TransientError):
+        world.deliver(enriched())
+    assert world.ga4.sent == []
+
+
+def test_a_claim_older_than_its_lease_is_taken_over_and_sent(world: World) -> None:
+    """The earlier delivery died mid-send: the event is sent (at least once in that window)."""
+    world.ledger.claim("G-DEFAULT", "e-1", NOW - 120_000_000)
+    assert world.deliver(enriched()).status == "forwarded"
+    assert len(world.ga4.sent) == 1
+
+
+def test_a_ga4_rejection_is_dead_lettered_and_the_claim_released(world: World) -> None:
+    """A 4xx is permanent: dead-letter ga4_rejected, acknowledge, leave no claim."""
+    world.ga4.failures.append(PermanentError("ga4_rejected", "GA4 answered HTTP 400"))
+    outcome = world.deliver(enriched())
+    assert (outcome.status, outcome.reason) == ("dead_lettered", "ga4_rejected")
+    assert world.ledger.entries == {}
+    assert world.publisher.messages[0].attributes["reason"] == "ga4_rejected"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not_json"),
+        ([1, 2], "not_an_object"),
+        ({"event_name": "page_view"}, "bad_enriched_event"),
+        ({"resolved": {"event_id": "e"}}, "bad_enriched_event"),
+    ],
+)
+def test_a_message_that_is_not_an_enriched_event_is_dead_lettered(
+    world: World, payload: Any, reason: str
+) -> None:
+    """Dead letter with the reason and the original payload; nothing sent, nothing claimed."""
+    outcome = world.deliver(payload)
+    assert outcome.reason == reason
+    (letter,) = world.publisher.dead_letters()
+    assert letter["reason"] == reason
+    assert letter["source"] == "forward"
+    assert letter["message_id"] == "m-1"
+    assert world.publisher.messages[0].topic == TOPIC
+    assert world.ga4.sent == []
+    assert world.ledger.entries == {}
+
+
+def test_cloud_event_data_without_a_pubsub_message_is_dead_lettered(world: World) -> None:
+    """Not a Pub/Sub CloudEvent at all: not_pubsub."""
+    outcome = world.runtime.handle({"unexpected": True}, "ce-1")
+    assert outcome.reason == "not_pubsub"
+    assert world.publisher.dead_letters()[0]["message_id"] == "ce-1"
+
+
+def test_an_event_older_than_72_hours_is_dead_lettered_not_sent(world: World) -> None:
+    """GA4 would clamp its time: too_old_for_ga4."""
+    outcome = world.deliver(enriched(resolved={"timestamp_micros": NOW - 73 * HOUR}))
+    assert outcome.reason == "too_old_for_ga4"
+    assert world.ga4.sent == []
+    assert world.ledger.entries == {}
+    assert world.deliver(
+        enriched("e-2", resolved={"timestamp_micros": NOW - 71 * HOUR})
+    ).status == ("forwarded")
+
+
+def test_an_event_ga4_would_drop_is_dead_lettered_with_the_validation_messages(
+    world: World,
+) -> None:
+    """A reserved event name cannot be repaired: ga4_invalid with GA4-shaped messages."""
+    outcome = world.deliver(enriched(resolved={"event_name": "session_start"}))
+    assert outcome.reason == "ga4_invalid"
+    (letter,) = world.publisher.dead_letters()
+    assert json.loads(letter["detail"]) == [
+        {
+            "fieldPath": "events",
+            "description": "Event at index: [0] has invalid name [session_start]. "
+            "The name is reserved by Google Analytics.",
+            "validationCode": "NAME_RESERVED",
+        }
+    ]
+    assert world.ga4.sent == []
+
+
+def test_a_pii_user_id_is_never_sent(world: World) -> None:
+    """An email in user_id (the resolver failed to hash it) is dead-lettered, not leaked."""
+    outcome = world.deliver(enriched(resolved={"user_id": "jane@example.com"}))
+    assert outcome.reason == "ga4_invalid"
+    assert world.ga4.sent == []
+
+
+def test_a_repairable_event_is_sent_repaired_and_the_repair_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A too-long value is truncated, a bad parameter dropped, and the event still sent."""
+    caplog.set_level(logging.INFO, logger="ga4_stitch")
+    world.deliver(enriched(plan="p" * 150, **{"bad-name": 1}))
+    params = world.ga4.sent[0][1]["events"][0]["params"]
+    assert params["plan"] == "p" * 100
+    assert "bad-name" not in params
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "ga4_repaired"]
+    assert len(record.messages) == 2  # type: ignore[attr-defined]
+
+
+def test_validate_first_dead_letters_on_remote_messages() -> None:
+    """With validate_first, GA4's debug answer decides before anything is sent."""
+    world = World(validate_first=True)
+    world.ga4.remote_messages = [
+        {"fieldPath": "events", "description": "x", "validationCode": "VALUE_INVALID"}
+    ]
+    assert world.deliver(enriched()).reason == "ga4_invalid"
+    assert world.ga4.sent == []
+    world.ga4.remote_messages = []
+    assert world.deliver(enriched("e-2")).status == "forwarded"
+    assert world.ga4.validated == 2
+
+
+def test_failing_to_record_sent_still_acknowledges(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GA4 has the event: raising would invite a duplicate, so it is logged and acknowledged."""
+    world.ledger.fail_mark = True
+    assert world.deliver(enriched()).status == "forwarded"
+    assert any(getattr(r, "event", None) == "ledger_mark_failed" for r in caplog.records)
+
+
+def test_a_dead_letter_that_cannot_be_published_is_retried(world: World) -> None:
+    """Never drop silently: if the dead letter fails, raise so Pub/Sub redelivers."""
+    world.publisher.fail = True
+    with pytest.raises(TransientError):
+        world.deliver(b"not json")
+
+
+def test_outcomes_are_logged_with_stable_fields(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """forwarded, duplicate_suppressed and dead_lettered carry event and reason fields."""
+    caplog.set_level(logging.INFO, logger="ga4_stitch")
+    world.deliver(enriched())
+    world.deliver(enriched())
+    world.deliver(b"nope")
+    events = [(getattr(r, "event", None), getattr(r, "reason", None)) for r in caplog.records]
+    assert events == [
+        ("forwarded", None),
+        ("duplicate_suppressed", None),
+        ("dead_lettered", "not_json"),
+    ]
+
+
+def test_the_lazy_publisher_builds_its_publisher_once_on_first_use() -> None:
+    """No Pub/Sub client until something is dead-lettered."""
+    built: list[FakePublisher] = []
+
+    def factory() -> FakePublisher:
+        built.append(FakePublisher())
+        return built[-1]
+
+    lazy = LazyPublisher(factory)
+    assert built == []
+    message = OutgoingMessage(topic=TOPIC, data=b"x")
+    lazy.publish_all([message])
+    lazy.publish_all([message])
+    assert len(built) == 1
+    assert built[0].messages == [message, message]
