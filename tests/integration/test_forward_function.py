@@ -1,0 +1,328 @@
+"""The forward function through functions-framework, the emulators and the local GA4 endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+from google.cloud import firestore, pubsub_v1
+
+from ga4_stitch.ga4_endpoint import LocalGa4
+from shared.errors import TransientError
+from shared.forward_ledger import ClaimOutcome, FirestoreForwardLedger
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.integration
+
+MAIN = os.path.join(os.path.dirname(__file__), "..", "..", "functions", "main.py")
+MEASUREMENT_ID = "G-INTEGRATION"
+SECRET = "integration-secret"
+
+
+@pytest.fixture
+def ga4(clean_firestore: str, unique: str, tmp_path: Path) -> Iterator[LocalGa4]:
+    """A local GA4 endpoint and the forward function's environment pointing at it."""
+    with LocalGa4(tmp_path / "ga4.ndjson") as server:
+        os.environ.update(
+            {
+                "GA4_ENDPOINT": server.url,
+                "GA4_MEASUREMENT_ID": MEASUREMENT_ID,
+                "GA4_API_SECRET": SECRET,
+                "GA4_TIMEOUT_SECONDS": "0.5",
+                "GA4_RETRY_ATTEMPTS": "3",
+                "GA4_RETRY_BUDGET_SECONDS": "5",
+                "COLLECTION_PREFIX": f"t{unique}_",
+            }
+        )
+        yield server
+
+
+@pytest.fixture
+def dead_letters(ga4: LocalGa4, unique: str) -> Callable[[int], list[dict[str, Any]]]:
+    """A fresh forward dead-letter topic; the returned function pulls what reached it."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(PROJECT, f"forward-dead-{unique}")
+    subscription = subscriber.subscription_path(PROJECT, f"forward-dead-{unique}-pull")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(request={"name": subscription, "topic": topic})
+    os.environ["FORWARD_DEAD_LETTER_TOPIC"] = f"forward-dead-{unique}"
+
+    def pull(expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(received) < expected and time.monotonic() < deadline:
+            response = subscriber.pull(
+                request={"subscription": subscription, "max_messages": 10}, timeout=5
+            )
+            received.extend(
+                {**json.loads(item.message.data), "attributes": dict(item.message.attributes)}
+                for item in response.received_messages
+            )
+            if response.received_messages:
+                subscriber.acknowledge(
+                    request={
+                        "subscription": subscription,
+                        "ack_ids": [m.ack_id for m in response.received_messages],
+                    }
+                )
+        return received
+
+    return pull
+
+
+def new_instance() -> Any:
+    """A fresh function instance: main.py loaded anew, so settings and clients are rebuilt."""
+    return functions_framework.create_app("forward", MAIN, "cloudevent").test_client()
+
+
+def deliver(app: Any, payload: dict[str, Any] | bytes, message_id: str) -> int:
+    """POST one structured-mode Pub/Sub CloudEvent; the HTTP status Pub/Sub would see."""
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    event = {
+        "specversion": "1.0",
+        "id": message_id,
+        "source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/ga4-stitch-enriched-events",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "datacontenttype": "application/json",
+        "data": {
+            "message": {
+                "data": base64.b64encode(raw).decode(),
+                "messageId": message_id,
+                "publishTime": "2025-11-22T08:29:14.000Z",
+                "attributes": {"client_id": "1768696203.1712345678", "event_name": "page_view"},
+            },
+            "subscription": f"projects/{PROJECT}/subscriptions/forward-push",
+        },
+    }
+    response = app.post("/", json=event, headers={"Content-Type": "application/cloudevents+json"})
+    return int(response.status_code)
+
+
+def enriched(event_id: str, **resolved: Any) -> dict[str, Any]:
+    now = time.time_ns() // 1_000
+    return {
+        "client_id": "GA1.1.1768696203.1712345678",
+        "event_name": "page_view",
+        "page_location": "https://shop.example/product/1",
+        "page_title": "Product 1",
+        "x-ga-gcs": "G111",
+        "resolved": {
+            "event_id": event_id,
+            "event_name": "page_view",
+            "timestamp_micros": now - 5_000_000,
+            "client_id": "1768696203.1712345678",
+            "user_id": "cust-000981",
+            "session_id": now // 1_000_000 - 60,
+            "session_number": 4,
+            "consent": {"ad_user_data": "granted", "ad_personalization": "denied"},
+            **resolved,
+        },
+    }
+
+
+def test_an_enriched_event_reaches_ga4_once_with_the_resolved_ids(ga4: LocalGa4) -> None:
+    """One valid request, canonical client id, user id, integer session id."""
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    (request,) = ga4.accepted()
+    assert request["measurement_id"] == MEASUREMENT_ID
+    assert request["validation_messages"] == []
+    body = request["body"]
+    assert body["client_id"] == "1768696203.1712345678"
+    assert body["user_id"] == "cust-000981"
+    assert body["consent"] == {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"}
+    assert isinstance(body["events"][0]["params"]["session_id"], int)
+
+
+def test_a_pubsub_push_body_is_forwarded_like_a_cloud_event(ga4: LocalGa4) -> None:
+    """A push subscription posts plain JSON; functions-framework makes it the same event."""
+    raw = base64.b64encode(json.dumps(enriched("e-push")).encode()).decode()
+    push = {
+        "message": {"data": raw, "messageId": "m-push", "publishTime": "2025-11-22T08:29:14Z"},
+        "subscription": f"projects/{PROJECT}/subscriptions/forward-push",
+    }
+    response = new_instance().post("/", json=push)
+    assert response.status_code == 200
+    assert len(ga4.accepted()) == 1
+
+
+def test_a_redelivery_to_any_instance_sends_nothing_more(ga4: LocalGa4) -> None:
+    """The ledger is shared: the same event_id is acknowledged without a second request."""
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    assert deliver(new_instance(), enriched("e-1"), "m-2") == 200
+    assert len(ga4.requests()) == 1
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (429, 0.2)])
+def test_a_5xx_or_429_is_retried_within_the_delivery(
+    ga4: LocalGa4, status: int, retry_after: float | None
+) -> None:
+    """One failure, one retry, one accepted request, and the message is acknowledged."""
+    ga4.fail_next(1, status=status, retry_after=retry_after)
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    assert [r["status"] for r in ga4.requests()] == [status, 204]
+    assert len(ga4.accepted()) == 1
+
+
+def test_a_timed_out_send_is_retried_which_is_the_one_duplicate_window(ga4: LocalGa4) -> None:
+    """GA4 took the slow request but its answer came too late: the retry sends it again."""
+    ga4.delay_next(1, seconds=1.5)
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    deadline = time.monotonic() + 5
+    while len(ga4.requests()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ga4.accepted()) == 2
+
+
+def test_5xx_forever_answers_500_and_a_later_redelivery_sends_exactly_once(
+    ga4: LocalGa4,
+) -> None:
+    """Retries are bounded; the claim is released, so the redelivery sends at once."""
+    ga4.fail_next(3, status=503)
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 500
+    assert ga4.accepted() == []
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
+    assert len(ga4.accepted()) == 1
+    assert len(ga4.requests()) == 4
+
+
+def test_a_message_that_is_not_json_is_dead_lettered_with_its_reason(
+    ga4: LocalGa4, dead_letters: Callable[[int], list[dict[str, Any]]]
+) -> None:
+    """Acknowledged (200), never sent, and the dead letter says not_json."""
+    assert deliver(new_instance(), b"{broken", "m-9") == 200
+    (letter,) = dead_letters(1)
+    assert letter["reason"] == "not_json"
+    assert letter["attributes"]["reason"] == "not_json"
+    assert letter["attributes"]["source"] == "forward"
+    assert letter["payload"] == "{broken"
+    assert ga4.requests() == []
+
+
+def test_an_event_ga4_would_drop_is_dead_lettered_with_the_validation_messages(
+    ga4: LocalGa4, dead_letters: Callable[[int], list[dict[str, Any]]]
+) -> None:
+    """A reserved event name: ga4_invalid, detail = GA4-shaped messages."""
+    assert deliver(new_instance(), enriched("e-1", event_name="session_start"), "m-1") == 200
+    (letter,) = dead_letters(1)
+    assert letter["reason"] == "ga4_invalid"
+    assert json.loads(letter["detail"])[0]["validationCode"] == "NAME_RESERVED"
+    assert ga4.requests() == []
+
+
+def test_an_event_older_than_72_hours_is_dead_lettered(
+    ga4: LocalGa4, dead_letters: Callable[[int], list[dict[str, Any]]]
+) -> None:
+    """GA4 would clamp it: too_old_for_ga4."""
+    old = time.time_ns() // 1_000 - 73 * 3_600_000_000
+    assert deliver(new_instance(), enriched("e-1", timestamp_micros=old), "m-1") == 200
+    assert [letter["reason"] for letter in dead_letters(1)] == ["too_old_for_ga4"]
+    assert ga4.requests() == []
+
+
+# The ledger against the real Firestore emulator, with its RPCs counted
+
+
+class RpcCounter:
+    """Counts calls on the Firestore client's GAPIC layer: one call is one RPC."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self.calls: Counter[str] = Counter()
+        api = client._firestore_api
+        for name in (
+            "commit",
+            "batch_get_documents",
+            "get_document",
+            "begin_transaction",
+            "rollback",
+            "run_query",
+            "batch_write",
+            "update_document",
+            "delete_document",
+            "create_document",
+        ):
+            setattr(api, name, self._counting(name, getattr(api, name)))
+
+    def _counting(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return call
+
+    def take(self) -> int:
+        total = sum(self.calls.values())
+        self.calls.clear()
+        return total
+
+
+@pytest.fixture
+def ledger(clean_firestore: str, unique: str) -> tuple[FirestoreForwardLedger, RpcCounter]:
+    client = firestore.Client(project=PROJECT)
+    counter = RpcCounter(client)
+    return FirestoreForwardLedger(client, f"forwarded_{unique}", lease_micros=60_000_000), counter
+
+
+NOW = time.time_ns() // 1_000
+
+
+def test_the_common_case_costs_two_rpcs_per_event(
+    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+) -> None:
+    """claim (create) + mark_sent (set): 2 RPCs; a redelivery costs 2 (create + read)."""
+    store, counter = ledger
+    claim = store.claim(MEASUREMENT_ID, "e-1", NOW)
+    store.mark_sent(claim, NOW)
+    assert claim.outcome is ClaimOutcome.SEND
+    assert counter.take() == 2
+    assert store.claim(MEASUREMENT_ID, "e-1", NOW).outcome is ClaimOutcome.ALREADY_SENT
+    assert counter.take() == 2
+
+
+def test_a_failed_send_costs_two_rpcs_and_frees_the_event(
+    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+) -> None:
+    """claim + release (delete with precondition); the next claim sends."""
+    store, counter = ledger
+    store.release(store.claim(MEASUREMENT_ID, "e-1", NOW))
+    assert counter.take() == 2
+    assert store.claim(MEASUREMENT_ID, "e-1", NOW).outcome is ClaimOutcome.SEND
+
+
+def test_a_claim_in_flight_is_respected_and_a_stale_one_taken_over_once(
+    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+) -> None:
+    """Inside the lease: TransientError. After it: taken over, and the new claim respected."""
+    store, _ = ledger
+    store.claim(MEASUREMENT_ID, "e-1", NOW)
+    with pytest.raises(TransientError, match="another delivery"):
+        store.claim(MEASUREMENT_ID, "e-1", NOW + 1_000_000)
+    later = NOW + 61_000_000
+    taken = store.claim(MEASUREMENT_ID, "e-1", later)
+    assert (taken.outcome, taken.taken_over) == (ClaimOutcome.SEND, True)
+    with pytest.raises(TransientError):
+        store.claim(MEASUREMENT_ID, "e-1", later)
+
+
+def test_a_release_after_a_takeover_leaves_the_new_claim_alone(
+    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+) -> None:
+    """The update_time precondition stops a slow delivery from deleting another's claim."""
+    store, _ = ledger
+    first = store.claim(MEASUREMENT_ID, "e-1", NOW)
+    second = store.claim(MEASUREMENT_ID, "e-1", NOW + 61_000_000)
+    store.release(first)
+    store.mark_sent(second, NOW + 62_000_000)
+    assert store.claim(MEASUREMENT_ID, "e-1", NOW + 63_000_000).outcome is (
+        ClaimOutcome.ALREADY_SENT
+    )
