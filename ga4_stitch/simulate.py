@@ -37,12 +37,6 @@ SESSION_TIMEOUT_MICROS = 30 * MINUTE
 SHOP = "https://shop.example.com"
 PAY = "https://checkout.example-pay.com"
 LOGOUT_EVENT = "logout"
-INVALID_REASONS = (
-    "missing_client_id",
-    "malformed_client_id",
-    "missing_event_name",
-    "unparseable_time",
-)
 
 
 @dataclass(frozen=True)
@@ -176,7 +170,6 @@ class _Person:
 @dataclass
 class _Device:
     key: str
-    owner: _Person
     client_id: str
     style: str
     """``bare``, ``prefixed`` (often sent as ``GA1.1.X.Y``) or ``server`` (managed id)."""
@@ -292,7 +285,7 @@ class _Planner:
         has_account = self.rng.random() < 0.7
         return _Person(f"person-{index:05d}", f"cust-{index:06d}" if has_account else None)
 
-    def _device(self, owner: _Person, first_micros: int) -> _Device:
+    def _device(self, first_micros: int) -> _Device:
         rng = self.rng
         agent, screen, safari = rng.choice(_USER_AGENTS)
         language, offset = rng.choice(_LANGUAGES)
@@ -306,7 +299,6 @@ class _Planner:
             client_id = f"{rng.randint(100_000_000, 2_147_483_647)}.{first_seconds}"
         device = _Device(
             key=f"device-{len(self.devices):05d}",
-            owner=owner,
             client_id=client_id,
             style=style,
             user_agent=agent,
@@ -323,7 +315,7 @@ class _Planner:
     def _device_timeline(self, owner: _Person, guest: _Person | None) -> None:
         rng = self.rng
         start = self.window_start + rng.randint(0, 30 * HOUR)
-        device = self._device(owner, start)
+        device = self._device(start)
         target = rng.choices((1, 2, 3, 4, 5, 6), weights=(18, 24, 22, 16, 11, 9))[0]
         guest_slots: set[int] = set()
         if guest is not None:

@@ -157,8 +157,6 @@ class IdentityRules:
     blocked_user_ids: frozenset[str] = DEFAULT_BLOCKED_USER_IDS
     marks_kept: int = 16
     """Recent login/logout marks remembered per client (bounded history)."""
-    users_clients_kept: int = 50
-    """Client ids remembered per user document."""
 
 
 @dataclass(frozen=True)

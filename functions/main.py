@@ -1,0 +1,78 @@
+"""Cloud Functions entry points: decode, call the service, return.
+
+Every entry point builds its runtime (settings, clients) lazily on first use and keeps it
+for the instance's lifetime; nothing happens at import time. Returning normally
+acknowledges the Pub/Sub message (the service has already dead-lettered it if it was
+bad); raising answers 500, so Pub/Sub redelivers.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING, Any
+
+import functions_framework
+
+from shared.logs import configure
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from cloudevents.http import CloudEvent
+    from flask import Request
+
+    from shared.forward_service import ForwardRuntime
+    from shared.inline_service import InlineRuntime
+    from shared.resolve_service import ResolveRuntime
+
+
+@functools.cache
+def settings() -> Settings:
+    loaded = Settings.from_env(os.environ)
+    configure(loaded.log_level)
+    return loaded
+
+
+@functools.cache
+def resolve_runtime() -> ResolveRuntime:
+    from shared.resolve_service import ResolveRuntime
+
+    return ResolveRuntime.from_settings(settings())
+
+
+@functools.cache
+def forward_runtime() -> ForwardRuntime:
+    from shared.forward_service import ForwardRuntime
+
+    return ForwardRuntime.from_settings(settings())
+
+
+@functools.cache
+def inline_runtime() -> InlineRuntime:
+    from shared.inline_service import InlineRuntime
+
+    return InlineRuntime.from_settings(settings())
+
+
+@functions_framework.cloud_event
+def resolve(cloud_event: CloudEvent) -> None:
+    """Raw event in, enriched event (and identity links) out."""
+    resolve_runtime().handle(cloud_event.data, cloud_event["id"])
+
+
+@functions_framework.cloud_event
+def forward(cloud_event: CloudEvent) -> None:
+    """Enriched event in, one Measurement Protocol request out (at most once per event)."""
+    forward_runtime().handle(cloud_event.data, cloud_event["id"])
+
+
+@functions_framework.http
+def resolve_identity_session(request: Request) -> Any:
+    """Inline resolution for the GTM SC variable template."""
+    return inline_runtime().handle_resolve(request)
+
+
+@functions_framework.http
+def mint_link_token(request: Request) -> Any:
+    """A signed, single-use cross-domain link token for a client."""
+    return inline_runtime().handle_mint(request)

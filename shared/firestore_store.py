@@ -1,0 +1,221 @@
+"""Client and user state in Firestore, with optimistic concurrency and an instance cache.
+
+Cost per event in the common case is one RPC: the instance remembers the state and the
+``update_time`` it last wrote for a client, and commits the next state with an
+``update_time`` precondition. A cache miss adds one ``get`` (two RPCs). When another
+instance or a concurrent delivery wrote first, the precondition fails, the cache entry is
+dropped and the caller decides again on fresh state (``ConcurrentUpdate``). So concurrent
+deliveries for one client can never open two sessions or lose an update, without the
+three RPCs (begin, read, commit) and pessimistic locks of a transaction.
+
+Document ids: Firestore forbids ``/`` and ``__.*__`` ids, and server-managed client ids
+contain ``/``. A numeric client id is its own id; anything else becomes ``s_`` + URL-safe
+base64 (reversible, still readable in the console). User ids never appear raw in an id:
+``u_`` + HMAC-SHA256 (keyed by the PII secret when set).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shared.errors import ConcurrentUpdate, TransientError
+from shared.settings import Settings
+from shared.state import ClientState, from_document, to_document
+
+_PLAIN_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
+
+
+def client_document_id(client_id: str) -> str:
+    if _PLAIN_ID.match(client_id):
+        return client_id
+    encoded = base64.urlsafe_b64encode(client_id.encode()).decode().rstrip("=")
+    return f"s_{encoded}"
+
+
+def user_key(user_id: str, secret: str | None) -> str:
+    """The pseudonymous key of a user: stable, one-way, and never the raw id."""
+    digest = hmac.new((secret or "ga4-stitch").encode(), user_id.encode(), hashlib.sha256)
+    return f"u_{digest.hexdigest()}"
+
+
+def expire_at(now_micros: int, ttl_micros: int) -> datetime:
+    return datetime.fromtimestamp((now_micros + ttl_micros) / 1_000_000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A client's state as read, with the version a write must still match."""
+
+    state: ClientState | None
+    version: Any
+    """Firestore ``update_time`` (None: the document did not exist)."""
+
+
+@dataclass(frozen=True)
+class UserLink:
+    user_id: str
+    client_id: str
+    linked_at_micros: int
+
+
+class ClientStateStore(Protocol):
+    def load(self, client_id: str) -> Snapshot: ...
+
+    def save(
+        self,
+        snapshot: Snapshot,
+        state: ClientState,
+        links: Sequence[UserLink],
+        expires: datetime,
+    ) -> None:
+        """Write ``state`` if the document is still at ``snapshot.version``, else raise
+        ``ConcurrentUpdate``; links update the users' documents in the same commit."""
+
+    def forget(self, client_id: str) -> None:
+        """Drop any cached copy, so the next ``load`` reads the store."""
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Map google-api-core errors to our tree: contention -> ``ConcurrentUpdate``,
+    availability -> ``TransientError``."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        yield
+    except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound, gexc.Conflict) as exc:
+        raise ConcurrentUpdate(f"state changed concurrently: {exc.message}") from exc
+    except (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.ResourceExhausted,
+        gexc.Unknown,
+        gexc.Cancelled,
+        gexc.RetryError,
+    ) as exc:
+        raise TransientError(f"Firestore unavailable: {exc}") from exc
+
+
+def firestore_client(settings: Settings) -> Any:
+    from google.cloud import firestore
+
+    return firestore.Client(project=settings.project, database=settings.database)
+
+
+class FirestoreStateStore:
+    """``ClientStateStore`` on Firestore; see the module docstring for the cost model."""
+
+    def __init__(
+        self,
+        client: Any,
+        clients_collection: str = "clients",
+        users_collection: str = "users",
+        user_secret: str | None = None,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._clients = client.collection(clients_collection)
+        self._users = client.collection(users_collection)
+        self._user_secret = user_secret
+        self._cache: OrderedDict[str, Snapshot] = OrderedDict()
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any | None = None) -> FirestoreStateStore:
+        return cls(
+            client or firestore_client(settings),
+            clients_collection=settings.collection("clients"),
+            users_collection=settings.collection("users"),
+            user_secret=settings.privacy.pii_hash_secret,
+        )
+
+    def load(self, client_id: str) -> Snapshot:
+        cached = self._cache.get(client_id)
+        if cached is not None:
+            self._cache.move_to_end(client_id)
+            return cached
+        with translated_errors():
+            document = self._clients.document(client_document_id(client_id)).get()
+        if not document.exists:
+            return Snapshot(state=None, version=None)
+        return Snapshot(state=from_document(document.to_dict()), version=document.update_time)
+
+    def save(
+        self,
+        snapshot: Snapshot,
+        state: ClientState,
+        links: Sequence[UserLink],
+        expires: datetime,
+    ) -> None:
+        reference = self._clients.document(client_document_id(state.client_id))
+        data = {**to_document(state), "expire_at": expires}
+        batch = self._client.batch()
+        if snapshot.version is None:
+            batch.create(reference, data)
+        else:
+            option = self._client.write_option(last_update_time=snapshot.version)
+            batch.update(reference, data, option=option)
+        for link in links:
+            self._add_link(batch, link, expires)
+        try:
+            with translated_errors():
+                results = batch.commit()
+        except ConcurrentUpdate:
+            self.forget(state.client_id)
+            raise
+        self._remember(state.client_id, Snapshot(state=state, version=results[0].update_time))
+
+    def _add_link(self, batch: Any, link: UserLink, expires: datetime) -> None:
+        from google.cloud import firestore
+
+        reference = self._users.document(user_key(link.user_id, self._user_secret))
+        linked_at = datetime.fromtimestamp(link.linked_at_micros / 1_000_000, tz=UTC)
+        batch.set(
+            reference,
+            {
+                "client_ids": firestore.ArrayUnion([link.client_id]),
+                "last_linked_at": linked_at,
+                "expire_at": expires,
+            },
+            merge=True,
+        )
+
+    def forget(self, client_id: str) -> None:
+        self._cache.pop(client_id, None)
+
+    def _remember(self, client_id: str, snapshot: Snapshot) -> None:
+        self._cache[client_id] = snapshot
+        self._cache.move_to_end(client_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def read_user(self, user_id: str) -> dict[str, Any] | None:
+        with translated_errors():
+            document = self._users.document(user_key(user_id, self._user_secret)).get()
+        return document.to_dict() if document.exists else None
+
+    def delete_client(self, client_id: str) -> bool:
+        reference = self._clients.document(client_document_id(client_id))
+        with translated_errors():
+            existed = bool(reference.get().exists)
+            reference.delete()
+        self.forget(client_id)
+        return existed
+
+    def delete_user(self, user_id: str) -> bool:
+        reference = self._users.document(user_key(user_id, self._user_secret))
+        with translated_errors():
+            existed = bool(reference.get().exists)
+            reference.delete()
+        return existed
+
