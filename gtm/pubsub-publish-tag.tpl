@@ -1,0 +1,608 @@
+___TERMS_OF_SERVICE___
+
+By creating or modifying this file you agree to Google Tag Manager's Community
+Template Gallery Developer Terms of Service available at
+https://developers.google.com/tag-manager/gallery-tos (or such other URL as
+Google may provide), as modified from time to time.
+
+
+___INFO___
+
+{
+  "type": "TAG",
+  "id": "cvt_temp_public_id",
+  "version": 1,
+  "securityGroups": [],
+  "displayName": "ga4-stitch: Pub/Sub raw-events publisher",
+  "categories": [
+    "ANALYTICS",
+    "UTILITY"
+  ],
+  "brand": {
+    "id": "brand_dummy",
+    "displayName": "ga4-stitch"
+  },
+  "description": "Publishes the event data to the ga4-stitch raw-events Pub/Sub topic with ordering key and attributes client_id and event_name, an event_id and the event time in microseconds. Succeeds only on a 2xx answer from Pub/Sub.",
+  "containerContexts": [
+    "SERVER"
+  ]
+}
+
+
+___TEMPLATE_PARAMETERS___
+
+[
+  {
+    "type": "TEXT",
+    "name": "projectId",
+    "displayName": "Google Cloud project ID",
+    "simpleValueType": true,
+    "help": "The project that holds the raw-events topic. Leave empty only when the topic below is a full path (projects/PROJECT/topics/TOPIC).",
+    "valueHint": "my-analytics-project"
+  },
+  {
+    "type": "TEXT",
+    "name": "topicId",
+    "displayName": "Topic ID",
+    "simpleValueType": true,
+    "defaultValue": "ga4-stitch-raw-events",
+    "valueValidators": [
+      {
+        "type": "NON_EMPTY"
+      }
+    ],
+    "help": "The raw-events topic (default ga4-stitch-raw-events), or its full path projects/PROJECT/topics/TOPIC."
+  },
+  {
+    "type": "GROUP",
+    "name": "fieldsGroup",
+    "displayName": "Message data",
+    "groupStyle": "ZIPPY_OPEN",
+    "subParams": [
+      {
+        "type": "RADIO",
+        "name": "fieldMode",
+        "displayName": "Event data to publish",
+        "radioItems": [
+          {
+            "value": "all",
+            "displayValue": "All event data"
+          },
+          {
+            "value": "include",
+            "displayValue": "Only the listed fields"
+          },
+          {
+            "value": "exclude",
+            "displayValue": "All event data except the listed fields"
+          }
+        ],
+        "simpleValueType": true,
+        "defaultValue": "all",
+        "help": "client_id, event_name, event_id and timestamp_micros are always published: the resolver needs them."
+      },
+      {
+        "type": "SIMPLE_TABLE",
+        "name": "includeFields",
+        "displayName": "Fields to publish",
+        "simpleTableColumns": [
+          {
+            "defaultValue": "",
+            "displayName": "Event data key (dots reach nested keys)",
+            "name": "key",
+            "type": "TEXT",
+            "isUnique": true,
+            "valueValidators": [
+              {
+                "type": "NON_EMPTY"
+              }
+            ]
+          }
+        ],
+        "newRowButtonText": "Add field",
+        "enablingConditions": [
+          {
+            "paramName": "fieldMode",
+            "paramValue": "include",
+            "type": "EQUALS"
+          }
+        ]
+      },
+      {
+        "type": "SIMPLE_TABLE",
+        "name": "excludeFields",
+        "displayName": "Fields to leave out",
+        "simpleTableColumns": [
+          {
+            "defaultValue": "",
+            "displayName": "Event data key (dots reach nested keys, e.g. user_data.email_address)",
+            "name": "key",
+            "type": "TEXT",
+            "isUnique": true,
+            "valueValidators": [
+              {
+                "type": "NON_EMPTY"
+              }
+            ]
+          }
+        ],
+        "newRowButtonText": "Add field",
+        "enablingConditions": [
+          {
+            "paramName": "fieldMode",
+            "paramValue": "exclude",
+            "type": "EQUALS"
+          }
+        ]
+      },
+      {
+        "type": "SIMPLE_TABLE",
+        "name": "customFields",
+        "displayName": "Custom fields (added after the lists; null and undefined values are skipped)",
+        "simpleTableColumns": [
+          {
+            "defaultValue": "",
+            "displayName": "Name (dots create nested keys)",
+            "name": "name",
+            "type": "TEXT",
+            "isUnique": true,
+            "valueValidators": [
+              {
+                "type": "NON_EMPTY"
+              }
+            ]
+          },
+          {
+            "defaultValue": "",
+            "displayName": "Value",
+            "name": "value",
+            "type": "TEXT"
+          }
+        ],
+        "newRowButtonText": "Add custom field"
+      },
+      {
+        "type": "CHECKBOX",
+        "name": "addEventTime",
+        "checkboxText": "Add the event time as timestamp_micros",
+        "simpleValueType": true,
+        "defaultValue": true,
+        "help": "Keeps an existing timestamp_micros; otherwise derives it from event_timestamp, custom_timestamp or gtm.start (milliseconds), else the current time."
+      }
+    ]
+  },
+  {
+    "type": "GROUP",
+    "name": "advancedGroup",
+    "displayName": "Advanced",
+    "groupStyle": "ZIPPY_CLOSED",
+    "subParams": [
+      {
+        "type": "TEXT",
+        "name": "timeoutMs",
+        "displayName": "Publish timeout (milliseconds)",
+        "simpleValueType": true,
+        "defaultValue": "5000",
+        "valueValidators": [
+          {
+            "type": "POSITIVE_NUMBER"
+          }
+        ]
+      },
+      {
+        "type": "TEXT",
+        "name": "endpointRegion",
+        "displayName": "Locational endpoint region (optional)",
+        "simpleValueType": true,
+        "valueHint": "europe-west1",
+        "help": "Publish through REGION-pubsub.googleapis.com instead of the global endpoint. Pub/Sub keeps the order of an ordering key only among messages published in one region: set this when the server container runs in several regions. Add https://REGION-pubsub.googleapis.com/* to the template's 'Sends HTTP requests' permission as well."
+      },
+      {
+        "type": "CHECKBOX",
+        "name": "logSuccess",
+        "checkboxText": "Also log successful publishes (with the Pub/Sub message id)",
+        "simpleValueType": true,
+        "defaultValue": false
+      }
+    ]
+  }
+]
+
+
+___SANDBOXED_JS_FOR_SERVER___
+
+// ga4-stitch: publish the event to the raw-events Pub/Sub topic.
+// Contract (docs/contracts.md): message data = the event data as JSON, attributes
+// client_id and event_name, ordering key = client_id. The tag succeeds only on a 2xx
+// answer from Pub/Sub; every failure calls gtmOnFailure and writes one log line that
+// names the topic and the status, never a token and never a full identifier.
+const JSON = require('JSON');
+const Math = require('Math');
+const Object = require('Object');
+const encodeUriComponent = require('encodeUriComponent');
+const generateRandom = require('generateRandom');
+const getAllEventData = require('getAllEventData');
+const getGoogleAuth = require('getGoogleAuth');
+const getTimestampMillis = require('getTimestampMillis');
+const getType = require('getType');
+const logToConsole = require('logToConsole');
+const makeNumber = require('makeNumber');
+const makeString = require('makeString');
+const queryPermission = require('queryPermission');
+const sendHttpRequest = require('sendHttpRequest');
+const toBase64 = require('toBase64');
+
+const PUBSUB_SCOPE = 'https://www.googleapis.com/auth/pubsub';
+const DEFAULT_TOPIC = 'ga4-stitch-raw-events';
+const DEFAULT_TIMEOUT_MS = 5000;
+// The raw-event contract needs these; lists and custom fields never drop them.
+const KEPT_FIELDS = ['client_id', 'event_name', 'event_id', 'timestamp_micros'];
+const MS_TIME_FIELDS = ['event_timestamp', 'custom_timestamp', 'gtm.start'];
+const MAX_TIME_VALUE = 1e16;
+const NAME_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789-';
+
+const eventData = getAllEventData();
+const topic = topicPath();
+const host = pubsubHost();
+
+if (!topic || !host) {
+  fail('invalid_configuration', {});
+} else {
+  const message = buildMessage(eventData);
+  const clientId = textOf(message.client_id);
+  if (!clientId) {
+    fail('missing_client_id', { event_name: textOf(message.event_name) });
+  } else {
+    publish(message, clientId);
+  }
+}
+
+function publish(message, clientId) {
+  const attributes = { client_id: clientId };
+  const eventName = textOf(message.event_name);
+  if (eventName) attributes.event_name = eventName;
+  const body = {
+    messages: [{
+      data: toBase64(JSON.stringify(message)),
+      attributes: attributes,
+      orderingKey: clientId,
+    }],
+  };
+  const context = { event_name: eventName, client_id: masked(clientId) };
+  const url = 'https://' + host + '/v1/' + topic + ':publish';
+  if (!queryPermission('send_http', url)) {
+    context.host = host;
+    context.hint = 'add https://' + host + '/* to the template permission "Sends HTTP requests"';
+    fail('host_not_permitted', context);
+    return;
+  }
+  const options = {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    timeout: timeoutMs(),
+    authorization: getGoogleAuth({ scopes: [PUBSUB_SCOPE] }),
+  };
+  sendHttpRequest(url, options, JSON.stringify(body))
+    .then((response) => {
+      if (response.statusCode >= 200 && response.statusCode < 300) {
+        if (data.logSuccess) {
+          context.message_id = firstMessageId(response.body);
+          log('INFO', 'published', context);
+        }
+        data.gtmOnSuccess();
+        return;
+      }
+      context.status_code = response.statusCode;
+      context.error = errorSummary(response.body);
+      fail('http_error', context);
+    }, (error) => {
+      fail(error && error.reason === 'timed_out' ? 'timed_out' : 'request_failed', context);
+    });
+}
+
+function fail(reason, context) {
+  context.reason = reason;
+  log('ERROR', 'publish failed', context);
+  data.gtmOnFailure();
+}
+
+function log(severity, text, context) {
+  const entry = {
+    severity: severity,
+    message: 'ga4-stitch pubsub tag: ' + text,
+    topic: topic || textOf(data.topicId),
+  };
+  Object.keys(context).forEach((key) => {
+    if (context[key] !== '' && getType(context[key]) !== 'undefined') entry[key] = context[key];
+  });
+  logToConsole(JSON.stringify(entry));
+}
+
+function buildMessage(all) {
+  const mode = data.fieldMode || 'all';
+  let message = mode === 'include' ? {} : withoutNulls(all);
+  if (mode === 'include') {
+    rowValues(data.includeFields, 'key').concat(KEPT_FIELDS)
+      .forEach((path) => copyPath(all, message, path));
+  } else if (mode === 'exclude') {
+    rowValues(data.excludeFields, 'key').forEach((path) => {
+      if (KEPT_FIELDS.indexOf(path) === -1) removePath(message, path);
+    });
+  }
+  rowsOf(data.customFields).forEach((row) => {
+    const name = textOf(row.name);
+    if (name && !isNil(row.value)) setPath(message, name, row.value);
+  });
+  message = withoutNulls(message);
+  if (!textOf(message.event_id)) message.event_id = newEventId(all);
+  if (data.addEventTime !== false) message.timestamp_micros = eventTimeMicros(message, all);
+  return message;
+}
+
+// Keeps the event's own time: timestamp_micros, else a millisecond field, else now.
+function eventTimeMicros(message, all) {
+  const micros = positiveNumber(message.timestamp_micros);
+  if (micros) return Math.floor(micros);
+  for (let i = 0; i < MS_TIME_FIELDS.length; i++) {
+    const field = MS_TIME_FIELDS[i];
+    const millis = positiveNumber(message[field]) || positiveNumber(all[field]);
+    if (millis) return Math.floor(millis * 1000);
+  }
+  return getTimestampMillis() * 1000;
+}
+
+// Unique per event (two random 31-bit parts), and traceable to the browser hit through
+// the page id and request count when the GA4 client provides them.
+function newEventId(all) {
+  const parts = ['gs', makeString(getTimestampMillis())];
+  if (!isNil(all['x-ga-page_id'])) {
+    parts.push(makeString(all['x-ga-page_id']) + '.' + makeString(all['x-ga-request_count'] || 0));
+  }
+  parts.push(makeString(generateRandom(0, 2147483647)) + makeString(generateRandom(0, 2147483647)));
+  return parts.join('-');
+}
+
+function topicPath() {
+  const topicId = textOf(data.topicId) || DEFAULT_TOPIC;
+  if (topicId.indexOf('projects/') === 0) {
+    const parts = topicId.split('/');
+    if (parts.length !== 4 || parts[2] !== 'topics' || !parts[1] || !parts[3]) return '';
+    return 'projects/' + encodeUriComponent(parts[1]) + '/topics/' + encodeUriComponent(parts[3]);
+  }
+  const projectId = textOf(data.projectId);
+  if (!projectId) return '';
+  return 'projects/' + encodeUriComponent(projectId) + '/topics/' + encodeUriComponent(topicId);
+}
+
+// The global endpoint, or a locational one: Pub/Sub keeps an ordering key's order only
+// among messages published in the same region.
+function pubsubHost() {
+  const region = textOf(data.endpointRegion).toLowerCase();
+  if (!region) return 'pubsub.googleapis.com';
+  for (let i = 0; i < region.length; i++) {
+    if (NAME_CHARS.indexOf(region.charAt(i)) === -1) return '';
+  }
+  return region + '-pubsub.googleapis.com';
+}
+
+function timeoutMs() {
+  const value = makeNumber(data.timeoutMs);
+  return value > 0 ? Math.floor(value) : DEFAULT_TIMEOUT_MS;
+}
+
+function firstMessageId(body) {
+  const parsed = JSON.parse(body || '');
+  const ids = parsed && parsed.messageIds;
+  return getType(ids) === 'array' && ids.length ? ids[0] : '';
+}
+
+function errorSummary(body) {
+  const parsed = JSON.parse(body || '');
+  if (parsed && getType(parsed.error) === 'object') {
+    return truncated(textOf(parsed.error.status) + ' ' + textOf(parsed.error.message));
+  }
+  return truncated(textOf(body));
+}
+
+function truncated(text) {
+  return text.length > 300 ? text.substring(0, 300) + '...' : text;
+}
+
+function masked(value) {
+  return value.length > 6 ? value.substring(0, 4) + '...(' + value.length + ')' : '***';
+}
+
+function rowsOf(table) {
+  return getType(table) === 'array' ? table.filter((row) => getType(row) === 'object') : [];
+}
+
+function rowValues(table, column) {
+  return rowsOf(table).map((row) => textOf(row[column])).filter((value) => value !== '');
+}
+
+// Field paths: a name that is a key of the object as a whole (such as "gtm.start") means
+// that key; otherwise dots separate nested keys ("user_data.email_address").
+function copyPath(source, target, path) {
+  if (getType(source) !== 'object') return;
+  if (!isNil(source[path])) {
+    target[path] = source[path];
+    return;
+  }
+  const dot = path.indexOf('.');
+  if (dot === -1) return;
+  const head = path.substring(0, dot);
+  if (getType(source[head]) !== 'object') return;
+  if (getType(target[head]) !== 'object') target[head] = {};
+  copyPath(source[head], target[head], path.substring(dot + 1));
+}
+
+function removePath(object, path) {
+  if (getType(object) !== 'object') return;
+  if (getType(object[path]) !== 'undefined') {
+    Object.delete(object, path);
+    return;
+  }
+  const dot = path.indexOf('.');
+  if (dot !== -1) removePath(object[path.substring(0, dot)], path.substring(dot + 1));
+}
+
+function setPath(object, path, value) {
+  const dot = path.indexOf('.');
+  if (dot === -1 || getType(object[path]) !== 'undefined') {
+    object[path] = value;
+    return;
+  }
+  const head = path.substring(0, dot);
+  if (getType(object[head]) !== 'object') object[head] = {};
+  setPath(object[head], path.substring(dot + 1), value);
+}
+
+function withoutNulls(value) {
+  const type = getType(value);
+  if (type === 'array') return value.map(withoutNulls);
+  if (type !== 'object') return value;
+  const result = {};
+  Object.keys(value).forEach((key) => {
+    if (!isNil(value[key])) result[key] = withoutNulls(value[key]);
+  });
+  return result;
+}
+
+// A positive time value (number or numeric string); NaN, Infinity and junk give 0.
+function positiveNumber(value) {
+  const type = getType(value);
+  if (type !== 'number' && !(type === 'string' && value !== '')) return 0;
+  const number = makeNumber(value);
+  return number > 0 && number < MAX_TIME_VALUE ? number : 0;
+}
+
+function textOf(value) {
+  const type = getType(value);
+  if (type === 'string') return value;
+  if (type === 'number' || type === 'boolean') return makeString(value);
+  return '';
+}
+
+function isNil(value) {
+  const type = getType(value);
+  return type === 'null' || type === 'undefined';
+}
+
+
+___SERVER_PERMISSIONS___
+
+[
+  {
+    "instance": {
+      "key": {
+        "publicId": "read_event_data",
+        "versionId": "1"
+      },
+      "param": [
+        {
+          "key": "eventDataAccess",
+          "value": {
+            "type": 1,
+            "string": "any"
+          }
+        }
+      ]
+    },
+    "clientAnnotations": {
+      "isEditedByUser": true
+    },
+    "isRequired": true
+  },
+  {
+    "instance": {
+      "key": {
+        "publicId": "send_http",
+        "versionId": "1"
+      },
+      "param": [
+        {
+          "key": "allowedUrls",
+          "value": {
+            "type": 1,
+            "string": "specific"
+          }
+        },
+        {
+          "key": "urls",
+          "value": {
+            "type": 2,
+            "listItem": [
+              {
+                "type": 1,
+                "string": "https://pubsub.googleapis.com/*"
+              }
+            ]
+          }
+        }
+      ]
+    },
+    "clientAnnotations": {
+      "isEditedByUser": true
+    },
+    "isRequired": true
+  },
+  {
+    "instance": {
+      "key": {
+        "publicId": "use_google_credentials",
+        "versionId": "1"
+      },
+      "param": [
+        {
+          "key": "allowedScopes",
+          "value": {
+            "type": 2,
+            "listItem": [
+              {
+                "type": 1,
+                "string": "https://www.googleapis.com/auth/pubsub"
+              }
+            ]
+          }
+        }
+      ]
+    },
+    "clientAnnotations": {
+      "isEditedByUser": true
+    },
+    "isRequired": true
+  },
+  {
+    "instance": {
+      "key": {
+        "publicId": "logging",
+        "versionId": "1"
+      },
+      "param": [
+        {
+          "key": "environments",
+          "value": {
+            "type": 1,
+            "string": "all"
+          }
+        }
+      ]
+    },
+    "clientAnnotations": {
+      "isEditedByUser": true
+    },
+    "isRequired": true
+  }
+]
+
+
+___TESTS___
+
+scenarios: []
+
+
+___NOTES___
+
+ga4-stitch raw-events publisher. Documentation, permissions and the test suite: gtm/README.md in the ga4-stitch repository.
+
+
