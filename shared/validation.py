@@ -85,8 +85,8 @@ RESERVED_EVENT_NAMES = frozenset(
     }
 )
 RESERVED_EVENT_PREFIXES = ("_", "firebase_", "ga_", "google_")
-RESERVED_PARAM_NAMES = frozenset({"firebase_conversion"})
 RESERVED_PARAM_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+"""``firebase_`` covers GA4's one reserved parameter name, ``firebase_conversion``."""
 RESERVED_USER_PROPERTIES = frozenset(
     {
         "first_open_time",
@@ -482,9 +482,7 @@ class _Checker:
 
     def param(self, path: str, name: str, value: Any) -> tuple[Any] | None:
         """``(value,)`` to keep (possibly repaired), ``None`` to drop."""
-        problem = _name_problem(
-            name, MAX_NAME_LENGTH, RESERVED_PARAM_NAMES, RESERVED_PARAM_PREFIXES
-        )
+        problem = _name_problem(name, MAX_NAME_LENGTH, frozenset(), RESERVED_PARAM_PREFIXES)
         if problem:
             self.repaired(path, problem[0], f"{problem[1]}: dropped")
             return None
