@@ -51,6 +51,9 @@ class Score:
     session_inflation: float | None
     session_id_exact_rate: float | None
     session_number_exact_rate: float | None
+    session_id_exact_ceiling: float | None
+    """The best ``session_id_exact_rate`` an online resolver can reach: events whose
+    session's first event arrived after another of its events cannot get its start."""
     late_session_id_exact_rate: float | None
     """``session_id`` exact over events delivered after a later event of their client."""
     user_accuracy: float | None
@@ -125,6 +128,9 @@ def score(truth: Mapping[str, Mapping[str, Any]], sent: Iterable[Mapping[str, An
         session_inflation=_rate(produced_count, true_count),
         session_id_exact_rate=_share(matched, _session_id_exact),
         session_number_exact_rate=_share(matched, _session_number_exact),
+        session_id_exact_ceiling=_share(
+            matched, lambda _, record: bool(record.get("session_id_reachable", True))
+        ),
         late_session_id_exact_rate=_share(late, _session_id_exact),
         user_accuracy=_share(matched, lambda line, record: _same(line, record, "user_id")),
         leaked_after_logout=sum(_leaked(line, record) for line, record in matched),

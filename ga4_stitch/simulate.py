@@ -132,6 +132,10 @@ class TruthRecord:
     session_number: int | None
     time_micros: int | None
     late: bool
+    """First delivered after an event of the same client that is later in event time."""
+    session_id_reachable: bool
+    """An online resolver can give this event its true session id: false when its session's
+    first event arrived after another event of that session."""
     delivered: int
 
     def to_json(self) -> dict[str, Any]:
@@ -624,8 +628,16 @@ def simulate(
     items += [(m.event_id, m.time_micros, False, m.payload) for m in malformed]
     delivery = _deliver(items, planner.rng, config)
     late = _out_of_order(planned, delivery.first_position)
+    opened_late = _sessions_opened_late(planned, sessions, delivery.first_position)
     truth = [
-        _valid_record(e, sessions[e.event_id], identities[e.event_id], e.event_id in late, delivery)
+        _valid_record(
+            e,
+            sessions[e.event_id],
+            identities[e.event_id],
+            late=e.event_id in late,
+            reachable=(e.canonical_client, sessions[e.event_id].start_micros) not in opened_late,
+            delivery=delivery,
+        )
         for e in planned
     ]
     truth += [_invalid_record(m, delivery) for m in malformed]
@@ -847,11 +859,34 @@ def _out_of_order(planned: Sequence[PlannedEvent], first_position: dict[str, int
     return late
 
 
+def _sessions_opened_late(
+    planned: Sequence[PlannedEvent],
+    sessions: dict[str, TrueSession],
+    first_position: dict[str, int],
+) -> set[tuple[str, int]]:
+    """True sessions whose first event was delivered after another of their events."""
+    earliest: dict[tuple[str, int], PlannedEvent] = {}
+    first_delivered: dict[tuple[str, int], int] = {}
+    for event in planned:
+        key = (event.canonical_client, sessions[event.event_id].start_micros)
+        if key not in earliest or event.time_micros < earliest[key].time_micros:
+            earliest[key] = event
+        position = first_position[event.event_id]
+        first_delivered[key] = min(first_delivered.get(key, position), position)
+    return {
+        key
+        for key, event in earliest.items()
+        if first_position[event.event_id] > first_delivered[key]
+    }
+
+
 def _valid_record(
     event: PlannedEvent,
     session: TrueSession,
     identity: ExpectedIdentity,
+    *,
     late: bool,
+    reachable: bool,
     delivery: _Delivery,
 ) -> TruthRecord:
     return TruthRecord(
@@ -867,6 +902,7 @@ def _valid_record(
         session_number=session.number,
         time_micros=event.time_micros,
         late=late,
+        session_id_reachable=reachable,
         delivered=delivery.count[event.event_id],
     )
 
@@ -885,6 +921,7 @@ def _invalid_record(malformed: _Malformed, delivery: _Delivery) -> TruthRecord:
         session_number=None,
         time_micros=None if malformed.reason == "unparseable_time" else malformed.time_micros,
         late=False,
+        session_id_reachable=False,
         delivered=delivery.count[malformed.event_id],
     )
 

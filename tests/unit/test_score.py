@@ -28,6 +28,7 @@ def record(event_id, client, start_minute, number, minute, *, user=None, after_l
         "session_number": number,
         "time_micros": T0 + minute * MINUTE,
         "late": False,
+        "session_id_reachable": True,
         "delivered": 1,
     }
 
@@ -127,6 +128,14 @@ def test_string_session_ids_of_a_baseline_score_without_error(truth):
     result = score(truth, sent)
     assert result.session_accuracy == 1.0
     assert result.session_id_exact_rate == 0.0
+
+
+def test_ceiling_excludes_sessions_whose_first_event_arrived_late(truth):
+    """Events of a session opened by a later event lower the reachable session-id rate."""
+    for event_id in ("c1", "c2"):
+        truth[event_id]["session_id_reachable"] = False
+    result = score(truth, perfect(truth))
+    assert result.session_id_exact_ceiling == pytest.approx(6 / 8)
 
 
 def test_forwarded_invalid_and_unknown_events_are_counted(truth):

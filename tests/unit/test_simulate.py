@@ -221,7 +221,7 @@ def test_generated_gaps_stay_clear_of_the_timeout(stream):
     for records in valid_by_client(stream).values():
         for before, after in itertools.pairwise(records):
             gap = after.time_micros - before.time_micros
-            assert gap <= 8 * MINUTE or gap >= 35 * MINUTE
+            assert 5_000_000 <= gap <= 8 * MINUTE or gap >= 35 * MINUTE
 
 
 def test_event_ids_are_unique_and_duplicates_share_them(stream):
@@ -300,6 +300,38 @@ def test_landing_events_are_never_delayed():
         index = [r.event_id for r in records].index(landing["event_id"])
         previous = records[index - 1]
         assert position[landing["event_id"]] < position[previous.event_id]
+
+
+def test_late_marks_events_delivered_after_a_later_event_of_their_client(stream):
+    """``late`` is true exactly when a later (in event time) event of the same canonical
+    client was delivered first."""
+    position = {}
+    for index, payload in enumerate(stream.deliveries):
+        position.setdefault(payload["event_id"], index)
+    for records in valid_by_client(stream).values():
+        for index, record in enumerate(records):
+            later_first = any(position[r.event_id] < position[record.event_id]
+                              for r in records[index + 1 :])  # fmt: skip
+            assert record.late is later_first
+
+
+def test_session_id_is_unreachable_only_when_a_session_opens_late(stream):
+    """A session's true id is marked unreachable iff its first event (in time) was first
+    delivered after another event of the same session."""
+    position = {}
+    for index, payload in enumerate(stream.deliveries):
+        position.setdefault(payload["event_id"], index)
+    sessions = defaultdict(list)
+    for record in stream.truth:
+        if record.valid:
+            sessions[record.session_key].append(record)
+    unreachable = 0
+    for records in sessions.values():
+        first = min(records, key=lambda r: r.time_micros)
+        opened_late = any(position[r.event_id] < position[first.event_id] for r in records)
+        assert all(r.session_id_reachable is not opened_late for r in records)
+        unreachable += opened_late
+    assert 0 < unreachable < 0.1 * len(sessions)
 
 
 def test_prefixed_client_ids_normalise_to_the_bare_form(stream):
@@ -429,7 +461,8 @@ def test_simulate_command_writes_events_and_truth(tmp_path, capsys):
     assert {e["event_id"] for e in events} == {t["event_id"] for t in truth}
     assert set(truth[0]) >= {
         "event_id", "valid", "expected_reason", "person", "client_id", "user_id",
-        "session_key", "session_start_micros", "session_number", "time_micros", "delivered",
+        "session_key", "session_start_micros", "session_number", "time_micros", "late",
+        "after_logout", "session_id_reachable", "delivered",
     }  # fmt: skip
 
 
