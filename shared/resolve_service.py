@@ -89,17 +89,22 @@ class ResolveRuntime:
     def process(self, event: RawEvent) -> Outcome:
         """Resolve a decoded event, persist, publish. Raises ``PermanentError`` or
         ``TransientError``."""
+        outcome, resolution = self.resolve(event)
+        messages = [self._enriched_message(outcome.enriched)] if outcome.enriched else []
+        if resolution is not None:
+            messages.extend(self.link_messages(event, resolution))
+        self._publisher.publish_all(messages)
+        return outcome
+
+    def resolve(self, event: RawEvent) -> tuple[Outcome, Resolution | None]:
+        """Resolve and persist without publishing the enriched event (the inline endpoint's
+        path; ``process`` publishes). None for cookieless events, which touch no state."""
         if event.consent.analytics_denied:
             enriched = enrich(event, resolve_cookieless(event), duplicate=False)
-            self._publisher.publish_all([self._enriched_message(enriched)])
             log.info("resolved", extra={"event": "resolved", "cookieless": True, **_ids(event)})
-            return Outcome("cookieless", enriched)
+            return Outcome("cookieless", enriched), None
         resolution = self._resolve_and_save(event)
         enriched = enrich(event, resolution.resolved, duplicate=resolution.duplicate)
-        messages = [self._enriched_message(enriched)]
-        if resolution.new_link and resolution.resolved.user_id:
-            messages.append(self._link_message(event, resolution))
-        self._publisher.publish_all(messages)
         resolved = resolution.resolved
         log.info(
             "duplicate" if resolution.duplicate else "resolved",
@@ -113,7 +118,10 @@ class ResolveRuntime:
                 **_ids(event),
             },
         )
-        return Outcome("duplicate" if resolution.duplicate else "resolved", enriched)
+        return Outcome("duplicate" if resolution.duplicate else "resolved", enriched), resolution
+
+    def link_messages(self, event: RawEvent, resolution: Resolution) -> list[OutgoingMessage]:
+        return [self._link_message(event, resolution)] if resolution.new_link else []
 
     def _resolve_and_save(self, event: RawEvent) -> Resolution:
         retrying = transient_retry(
