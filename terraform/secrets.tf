@@ -1,0 +1,48 @@
+# Secrets: created here without a value. Terraform never sees a secret's value (it would
+# otherwise sit in the state file); an operator adds each version out of band, before the
+# functions are deployed (README.md, "Secrets").
+
+locals {
+  # Environment variable -> Secret Manager secret id.
+  secrets = {
+    GA4_API_SECRET     = "ga4-stitch-ga4-api-secret"
+    PII_HASH_SECRET    = "ga4-stitch-pii-hash-secret"
+    LINK_TOKEN_SECRET  = "ga4-stitch-link-token-secret"
+    GA4_STREAM_SECRETS = "ga4-stitch-ga4-stream-secrets"
+  }
+
+  # GA4_STREAM_SECRETS (measurement id -> API secret, JSON) is only needed when routed
+  # streams have secrets of their own.
+  enabled_secrets = {
+    for name, secret_id in local.secrets : name => secret_id
+    if name != "GA4_STREAM_SECRETS" || var.enable_ga4_stream_secrets
+  }
+}
+
+resource "google_secret_manager_secret" "this" {
+  for_each = local.enabled_secrets
+
+  project   = var.project_id
+  secret_id = each.value
+  labels    = local.labels
+
+  replication {
+    dynamic "auto" {
+      for_each = length(var.secret_replica_locations) == 0 ? [true] : []
+      content {}
+    }
+    dynamic "user_managed" {
+      for_each = length(var.secret_replica_locations) > 0 ? [var.secret_replica_locations] : []
+      content {
+        dynamic "replicas" {
+          for_each = user_managed.value
+          content {
+            location = replicas.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
