@@ -94,6 +94,16 @@ def test_a_cookie_prefixed_client_id_is_another_client(resolver):
     assert prefixed["session_id"] != bare["session_id"]
 
 
+@pytest.mark.parametrize(
+    "client", ["K0RgXRy/98FbbLxRVDNVaDyPUSAxotQFR6OXEbApWc=.1741863684", "Ab//cd=.1741863684"]
+)
+def test_a_server_managed_client_id_with_a_slash_never_reaches_ga4(resolver, client):
+    """Such an id is not a Firestore document id, so the design fails on the event."""
+    sent, errors = run_baseline([event("a", 0, client=client)], resolver)
+    assert sent == []
+    assert sum(errors.values()) == 1
+
+
 def test_steady_traffic_costs_three_firestore_calls_per_event(resolver):
     """Two gets and one update per event, plus the writes of starts and logins."""
     resolve_all(resolver, [event(f"e{i}", i) for i in range(10)])
