@@ -1,0 +1,154 @@
+"""The resolve service with fakes of its own interfaces: ordering of effects and error paths."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from shared.errors import ConcurrentUpdate, TransientError
+from shared.firestore_store import Snapshot, UserLink
+from shared.pubsub import OutgoingMessage
+from shared.resolve_service import ResolveRuntime
+from shared.settings import Settings
+from shared.state import ClientState
+
+NOW = 1_763_800_000_000_000
+SETTINGS = Settings(project="demo-test")
+
+
+class FakeStore:
+    """A ``ClientStateStore`` in memory, with versions like Firestore's update_time."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, tuple[ClientState, int]] = {}
+        self.links: list[UserLink] = []
+        self.conflicts_to_raise = 0
+        self.saves = 0
+
+    def load(self, client_id: str) -> Snapshot:
+        state, version = self.documents.get(client_id, (None, None))  # type: ignore[assignment]
+        return Snapshot(state=state, version=version)
+
+    def save(self, snapshot: Snapshot, state: ClientState, links: Sequence[UserLink], expires: datetime) -> None:
+        if self.conflicts_to_raise:
+            self.conflicts_to_raise -= 1
+            raise ConcurrentUpdate("someone else wrote first")
+        current = self.documents.get(state.client_id)
+        if (current[1] if current else None) != snapshot.version:
+            raise ConcurrentUpdate("stale version")
+        self.saves += 1
+        self.documents[state.client_id] = (state, self.saves)
+        self.links.extend(links)
+
+    def forget(self, client_id: str) -> None:
+        pass
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[OutgoingMessage] = []
+        self.failures = 0
+
+    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("pubsub unavailable")
+        self.sent.extend(messages)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [json.loads(m.data) for m in self.sent if m.topic == topic]
+
+
+def cloud_event(payload: dict[str, Any] | bytes, message_id: str = "m1") -> dict[str, Any]:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return {"message": {"data": base64.b64encode(raw).decode(), "messageId": message_id,
+                        "publishTime": "2025-11-22T08:00:00Z"}}
+
+
+def runtime() -> tuple[ResolveRuntime, FakeStore, FakePublisher]:
+    store, publisher = FakeStore(), FakePublisher()
+    return ResolveRuntime(SETTINGS, store, publisher, clock=lambda: NOW, sleep=lambda _: None), store, publisher
+
+
+def raw(event_id: str, minutes_ago: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"client_id": "1.2", "event_name": "page_view", "event_id": event_id,
+            "timestamp_micros": NOW - minutes_ago * 60_000_000, **extra}
+
+
+def test_a_publish_failure_raises_and_the_redelivery_publishes_the_same_answer():
+    """State commits first; a failed publish is retried by redelivery with an identical result."""
+    service, store, publisher = runtime()
+    publisher.failures = 1
+    with pytest.raises(TransientError):
+        service.handle(cloud_event(raw("e1")))
+    assert store.saves == 1
+    outcome = service.handle(cloud_event(raw("e1")))
+    assert outcome.status == "duplicate"
+    [enriched] = publisher.on(SETTINGS.topics.enriched)
+    assert enriched["resolved"]["session_number"] == 1
+    assert enriched["resolved"]["duplicate"] is True
+    assert store.saves == 1
+
+
+def test_a_concurrent_writer_makes_the_service_decide_again_on_fresh_state():
+    """ConcurrentUpdate is retried in place: the event is resolved once, nothing raised."""
+    service, store, publisher = runtime()
+    store.conflicts_to_raise = 2
+    assert service.handle(cloud_event(raw("e1"))).status == "resolved"
+    assert store.saves == 1
+    assert len(publisher.on(SETTINGS.topics.enriched)) == 1
+
+
+def test_endless_contention_is_raised_so_pub_sub_redelivers():
+    """When retries run out the transient error propagates (HTTP 500, redelivery)."""
+    service, store, _ = runtime()
+    store.conflicts_to_raise = 100
+    with pytest.raises(ConcurrentUpdate):
+        service.handle(cloud_event(raw("e1")))
+
+
+def test_permanent_errors_are_dead_lettered_with_reason_and_original_payload():
+    """A bad event is published to the dead-letter topic and acknowledged, state untouched."""
+    service, store, publisher = runtime()
+    outcome = service.handle(cloud_event(b'{"client_id": "1.2"}', "m-bad"))
+    assert (outcome.status, outcome.reason) == ("dead_lettered", "missing_event_name")
+    [letter] = publisher.on(SETTINGS.topics.resolve_dead_letter)
+    assert letter["payload"] == '{"client_id": "1.2"}'
+    assert letter["message_id"] == "m-bad"
+    assert store.saves == 0
+
+
+def test_an_envelope_that_is_not_pub_sub_is_dead_lettered_too():
+    """Even a CloudEvent without a Pub/Sub message is kept, with its reason."""
+    service, _, publisher = runtime()
+    assert service.handle({"unexpected": True}, "ce-1").reason == "not_pubsub"
+    [letter] = publisher.on(SETTINGS.topics.resolve_dead_letter)
+    assert json.loads(letter["payload"]) == {"unexpected": True}
+
+
+def test_a_new_link_is_published_once_and_written_to_the_user_document():
+    """The first login of a user on a client publishes one identity link and one user write."""
+    service, store, publisher = runtime()
+    service.handle(cloud_event(raw("e1", 3, user_id="cust-1")))
+    service.handle(cloud_event(raw("e2", 2, user_id="cust-1")))
+    service.handle(cloud_event(raw("e3", 1)))
+    links = publisher.on(SETTINGS.topics.identity_links)
+    assert [(link["client_id"], link["user_id"]) for link in links] == [("1.2", "cust-1")]
+    assert [link.user_id for link in store.links] == ["cust-1"]
+    assert publisher.on(SETTINGS.topics.enriched)[2]["resolved"]["identity_source"] == "stitched"
+
+
+def test_consent_denied_events_are_published_without_touching_state():
+    """analytics_storage denied: no load, no save, no user id, still forwarded."""
+    service, store, publisher = runtime()
+    outcome = service.handle(cloud_event(raw("e1", user_id="u", consent={"analytics_storage": "denied"})))
+    assert outcome.status == "cookieless"
+    assert store.saves == 0
+    [enriched] = publisher.on(SETTINGS.topics.enriched)
+    assert enriched["resolved"]["user_id"] is None
+    assert enriched["resolved"]["session_id"] is None
