@@ -168,7 +168,7 @@ variable "resolve_function" {
       can(regex("^[0-9]+(Mi|Gi)$", var.resolve_function.memory)) &&
       contains(["0.083", "0.167", "0.333", "0.583", "1", "2", "4", "6", "8"], var.resolve_function.cpu) &&
       var.resolve_function.concurrency >= 1 && var.resolve_function.concurrency <= 1000 &&
-      (var.resolve_function.concurrency == 1 || tonumber(var.resolve_function.cpu) >= 1) &&
+      (var.resolve_function.concurrency == 1 || try(tonumber(var.resolve_function.cpu) >= 1, false)) &&
       var.resolve_function.timeout_seconds >= 1 && var.resolve_function.timeout_seconds <= 540 &&
       var.resolve_function.min_instances >= 0 && var.resolve_function.max_instances >= 1 &&
       var.resolve_function.min_instances <= var.resolve_function.max_instances &&
@@ -195,7 +195,7 @@ variable "forward_function" {
       can(regex("^[0-9]+(Mi|Gi)$", var.forward_function.memory)) &&
       contains(["0.083", "0.167", "0.333", "0.583", "1", "2", "4", "6", "8"], var.forward_function.cpu) &&
       var.forward_function.concurrency >= 1 && var.forward_function.concurrency <= 1000 &&
-      (var.forward_function.concurrency == 1 || tonumber(var.forward_function.cpu) >= 1) &&
+      (var.forward_function.concurrency == 1 || try(tonumber(var.forward_function.cpu) >= 1, false)) &&
       var.forward_function.timeout_seconds >= 1 && var.forward_function.timeout_seconds <= 540 &&
       var.forward_function.min_instances >= 0 && var.forward_function.max_instances >= 1 &&
       var.forward_function.min_instances <= var.forward_function.max_instances &&
@@ -222,7 +222,7 @@ variable "inline_function" {
       can(regex("^[0-9]+(Mi|Gi)$", var.inline_function.memory)) &&
       contains(["0.083", "0.167", "0.333", "0.583", "1", "2", "4", "6", "8"], var.inline_function.cpu) &&
       var.inline_function.concurrency >= 1 && var.inline_function.concurrency <= 1000 &&
-      (var.inline_function.concurrency == 1 || tonumber(var.inline_function.cpu) >= 1) &&
+      (var.inline_function.concurrency == 1 || try(tonumber(var.inline_function.cpu) >= 1, false)) &&
       var.inline_function.timeout_seconds >= 1 && var.inline_function.timeout_seconds <= 540 &&
       var.inline_function.min_instances >= 0 && var.inline_function.max_instances >= 1 &&
       var.inline_function.min_instances <= var.inline_function.max_instances &&
@@ -725,8 +725,8 @@ variable "bigquery_dataset_id" {
   default     = "ga4_stitch"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_dataset_id))
-    error_message = "bigquery_dataset_id may hold only letters, digits and '_'."
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.bigquery_dataset_id)) && length(var.bigquery_dataset_id) <= 1024
+    error_message = "bigquery_dataset_id must be 1-1024 letters, digits or '_'."
   }
 }
 

@@ -120,6 +120,8 @@ class Code:
     fallbacks: frozenset[str]
     entry_points: dict[str, str]
     collections: frozenset[str]
+    published_topics: dict[str, frozenset[str]]
+    """Entry point -> topic variables its service modules publish to."""
 
 
 def load_code(repo: Path = REPO) -> Code:
@@ -133,6 +135,7 @@ def load_code(repo: Path = REPO) -> Code:
         fallbacks=fallbacks,
         entry_points=entry_points(repo / "functions" / "main.py"),
         collections=collections_used(repo / "shared"),
+        published_topics=published_topics(repo),
     )
 
 
@@ -204,6 +207,65 @@ def entry_points(path: Path) -> dict[str, str]:
             ):
                 found[node.name] = decorator.attr
     return found
+
+
+def published_topics(repo: Path) -> dict[str, frozenset[str]]:
+    """Entry point -> the ``settings.topics.<field>`` variables its service modules use.
+
+    Follows main.py: an entry point calls a runtime factory, which imports a module of the
+    shared package; every ``.topics.<field>`` in that module is a topic it publishes to,
+    mapped to its variable through the ``Topics(field=env.text("VARIABLE", ...))`` call.
+    """
+    fields = _topic_fields(repo / "shared" / "settings.py")
+    main = ast.parse((repo / "functions" / "main.py").read_text(encoding="utf-8"))
+    functions = {node.name: node for node in main.body if isinstance(node, ast.FunctionDef)}
+    found = {}
+    for name in entry_points(repo / "functions" / "main.py"):
+        called = {
+            node.func.id
+            for node in ast.walk(functions[name])
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        modules = {
+            node.module
+            for factory in called & functions.keys()
+            for node in ast.walk(functions[factory])
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        found[name] = frozenset(
+            fields[field]
+            for module in modules
+            for field in _topics_used(repo / (module.replace(".", "/") + ".py"))
+            if field in fields
+        )
+    return found
+
+
+def _topic_fields(settings: Path) -> dict[str, str]:
+    for node in ast.walk(ast.parse(settings.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "Topics"
+        ):
+            return {
+                keyword.arg: name
+                for keyword in node.keywords
+                if keyword.arg and (name := _env_variable(keyword.value)) is not None
+            }
+    return {}
+
+
+def _topics_used(module: Path) -> set[str]:
+    if not module.is_file():
+        return set()
+    return {
+        node.attr
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "topics"
+    }
 
 
 def collections_used(package: Path) -> frozenset[str]:

@@ -187,16 +187,25 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
     return problems
 
 
+def setting_variables(config: Configuration) -> dict[str, str]:
+    """Environment variable -> the one Terraform variable its value is made from."""
+    found = {}
+    for name, expression in config.locals.get("settings_environment", {}).items():
+        variables = set(re.findall(r"\bvar\.(\w+)", str(expression)))
+        if len(variables) == 1:
+            found[name] = variables.pop()
+    return found
+
+
 def validation_problems(config: Configuration, code: Code) -> list[str]:
     """Each variable's default and validated range match what the settings accept."""
     problems = []
-    for name, expression in config.locals.get("settings_environment", {}).items():
-        variables = set(re.findall(r"\bvar\.(\w+)", str(expression)))
+    for name, variable in setting_variables(config).items():
         read = code.settings_reads.get(name)
-        if read is None or len(variables) != 1:
+        if read is None:
             continue
-        variable = config.variables[variables.pop()]
-        problems += [f"{name}: {problem}" for problem in _mirrors(variable, read.reader, read)]
+        body = config.variables[variable]
+        problems += [f"{name}: {problem}" for problem in _mirrors(body, read.reader, read)]
     return problems
 
 
@@ -430,3 +439,60 @@ def firestore_problems(
     if database.get("type") != "FIRESTORE_NATIVE":
         problems.append("the Firestore database must be in native mode")
     return problems
+
+
+def publisher_problems(config: Configuration, code: Code) -> list[str]:
+    """Each function's account may publish to exactly the topics its code publishes to."""
+    found, _ = grants(config)
+    problems = []
+    for group in ("pipeline_functions", "inline_functions"):
+        for spec in config.locals.get(group, {}).values():
+            principal = _principal({"member": spec.get("service_account", "")})
+            topics = code.published_topics.get(spec.get("entry_point"), frozenset())
+            expected = {f'google_pubsub_topic.pipeline["{topic}"]' for topic in topics}
+            granted = {
+                resource
+                for who, role, resource, _ in found
+                if who == principal and role == "roles/pubsub.publisher"
+            }
+            problems += [
+                f"{principal} publishes to {t} without a grant" for t in expected - granted
+            ]
+            problems += [
+                f"{principal} may publish to {t}, which it never does" for t in granted - expected
+            ]
+    return problems
+
+
+def monitoring_problems(config: Configuration, package: Path) -> list[str]:
+    """The dead-letter metric selects the log fields the functions actually write."""
+    metric = config.resource("google_logging_metric", "dead_lettered")
+    problems = []
+    if 'jsonPayload.event="dead_lettered"' not in str(metric.get("filter")):
+        problems.append('the dead-letter metric must select jsonPayload.event="dead_lettered"')
+    if metric.get("label_extractors", {}).get("reason") != "EXTRACT(jsonPayload.reason)":
+        problems.append("the dead-letter metric must label events by jsonPayload.reason")
+    if not _logs_dead_letters_with_reason(package):
+        problems.append('no module of shared/ logs {"event": "dead_lettered", "reason": ...}')
+    if (
+        config.locals.get("monitored_services")
+        != "${[for key, spec in local.functions : spec.name]}"
+    ):
+        problems.append("the metrics must cover every deployed function")
+    return problems
+
+
+def _logs_dead_letters_with_reason(package: Path) -> bool:
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                pairs = {
+                    key.value: value
+                    for key, value in zip(node.keys, node.values, strict=True)
+                    if isinstance(key, ast.Constant)
+                }
+                event = pairs.get("event")
+                dead_letter = isinstance(event, ast.Constant) and event.value == "dead_lettered"
+                if dead_letter and "reason" in pairs:
+                    return True
+    return False

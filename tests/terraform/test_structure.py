@@ -87,6 +87,19 @@ def test_each_function_can_read_its_secrets_and_be_pushed_to(config: Configurati
     assert rules.wiring_problems(config) == []
 
 
+def test_function_accounts_publish_to_exactly_the_topics_their_code_uses(
+    config: Configuration, code: Code
+) -> None:
+    """Topic-level publisher grants follow the settings.topics each service module uses."""
+    assert code.published_topics.get("resolve"), "found no topic the resolve service publishes to"
+    assert rules.publisher_problems(config, code) == []
+
+
+def test_dead_letter_metric_reads_the_fields_the_functions_log(config: Configuration) -> None:
+    """The log-based metric selects event="dead_lettered" and labels it by reason."""
+    assert rules.monitoring_problems(config, REPO / "shared") == []
+
+
 def test_archive_holds_main_the_shared_package_and_requirements(config: Configuration) -> None:
     """The source zip has main.py at its root with every shared module it imports."""
     assert rules.archive_problems(config, REPO) == []
@@ -229,6 +242,18 @@ DRIFTS = {
         "archive_packages = []",
     ),
     "collection without TTL": ("firestore.tf", '"forwarded", ', ""),
+    "publisher grant on a topic never published to": (
+        "iam.tf",
+        '"forward_publishes_dead_letter" {\n  project = var.project_id\n'
+        '  topic   = google_pubsub_topic.pipeline["FORWARD_DEAD_LETTER_TOPIC"]',
+        '"forward_publishes_dead_letter" {\n  project = var.project_id\n'
+        '  topic   = google_pubsub_topic.pipeline["ENRICHED_TOPIC"]',
+    ),
+    "dead-letter metric on another field": (
+        "monitoring.tf",
+        'jsonPayload.event=\\"dead_lettered\\"',
+        'jsonPayload.kind=\\"dead_lettered\\"',
+    ),
 }
 
 
@@ -250,6 +275,10 @@ CHECKS = {
     "shared package left out": lambda config, _: rules.archive_problems(config, REPO),
     "collection without TTL": lambda config, code: rules.firestore_problems(
         config, code, contract_collections()
+    ),
+    "publisher grant on a topic never published to": rules.publisher_problems,
+    "dead-letter metric on another field": lambda config, _: rules.monitoring_problems(
+        config, REPO / "shared"
     ),
 }
 
