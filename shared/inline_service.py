@@ -1,0 +1,218 @@
+"""The HTTP functions' service: inline resolution for the GTM SC variable, and link tokens.
+
+Invariants:
+
+- One decoding path and one state: a request body becomes raw event data and goes through
+  ``decode_raw_event`` and the resolver's ``resolve``, so an inline answer is recorded in the
+  client's state exactly as the pipeline records an event. The pipeline delivering the same
+  ``event_id`` later finds it there and answers identically, counting it once.
+- Without an ``event_id`` the id is derived from the event's canonical fields, so two reads
+  of one variable for one event are one event, not two.
+- The state is committed before the answer; new identity links are published, the enriched
+  event is not (the container's own GA4 tag sends the event).
+- The answer's ``resolved_user_id`` follows the PII rule of the forwarder, because the GA4
+  tag sends it to GA4 as it is.
+
+Status codes: 200 answer; 400 bad input (a reason of ``shared.events.REASONS``, or the
+resolver's ``too_late`` / ``time_in_future``); 401 wrong or missing shared key; 405 not a
+POST; 501 link tokens not configured; 503 a dependency failed (the variable then falls
+back to the event's own ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.errors import InvalidEvent, PermanentError, TransientError
+from shared.events import RawEvent, decode_raw_event, normalize_client_id
+from shared.firestore_store import FirestoreStateStore
+from shared.link_tokens import mint_link_token, new_nonce
+from shared.logs import get_logger
+from shared.privacy import apply_user_id_policy
+from shared.pubsub import Publisher, PubSubPublisher
+from shared.resolve_service import ResolveRuntime, system_clock_micros
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Request
+
+log = get_logger("inline")
+
+Answer = tuple[dict[str, Any], int, dict[str, str]]
+
+KEY_HEADER: Final = "X-Ga4-Stitch-Key"
+DEFAULT_EVENT_NAME: Final = "page_view"
+DERIVED_ID_PREFIX: Final = "inline-"
+REQUEST_FIELDS: Final = (
+    "client_id",
+    "user_id",
+    "event_timestamp",
+    "event_id",
+    "event_name",
+    "measurement_id",
+    "x-ga-measurement_id",
+    "x-ga-gcs",
+    "consent",
+    "page_location",
+    "page_referrer",
+)
+"""What the resolver may use from a request; anything else in the body is ignored."""
+_PENDING_ID: Final = "pending"
+_HEADERS: Final = {"Cache-Control": "no-store"}
+
+
+class InlineRuntime:
+    def __init__(
+        self,
+        settings: Settings,
+        resolver: ResolveRuntime,
+        publisher: Publisher,
+        *,
+        shared_key: str | None = None,
+        clock: Callable[[], int] = system_clock_micros,
+        nonce: Callable[[], str] = new_nonce,
+    ) -> None:
+        self._settings = settings
+        self._resolver = resolver
+        self._publisher = publisher
+        self._shared_key = shared_key
+        self._clock = clock
+        self._nonce = nonce
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, shared_key: str | None = None) -> InlineRuntime:
+        """One Firestore store and one publisher per instance, shared with the resolver."""
+        publisher = PubSubPublisher(settings.project)
+        store = FirestoreStateStore.from_settings(settings)
+        resolver = ResolveRuntime(settings, store, publisher)
+        return cls(settings, resolver, publisher, shared_key=shared_key)
+
+    def handle_resolve(self, request: Request) -> Answer:
+        """``POST /resolve-identity-session``: the event's stitched user and GA4 session."""
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        try:
+            event = decode_request(_json_object(request))
+            outcome, resolution = self._resolver.resolve(event)
+            links = [] if resolution is None else self._resolver.link_messages(event, resolution)
+            if links:
+                self._publisher.publish_all(links)
+        except PermanentError as error:
+            return _bad_request(error)
+        except TransientError as error:
+            log.warning(
+                "inline resolution unavailable: %s",
+                error,
+                extra={"event": "inline_unavailable", "reason": "unavailable"},
+            )
+            return _answer({"reason": "unavailable", "detail": "state or publish failed"}, 503)
+        if outcome.enriched is None:
+            raise AssertionError("resolve answers every resolved event with its enrichment")
+        return _answer(self._contract(outcome.enriched["resolved"]), 200)
+
+    def handle_mint(self, request: Request) -> Answer:
+        """``POST /mint-link-token``: a signed, single-use cross-domain link token."""
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        privacy = self._settings.privacy
+        if not privacy.link_token_secret:
+            detail = "LINK_TOKEN_SECRET is not set"
+            return _answer({"reason": "link_tokens_disabled", "detail": detail}, 501)
+        try:
+            client_id = normalize_client_id(_json_object(request).get("client_id"))
+        except InvalidEvent as error:
+            return _bad_request(error)
+        now_seconds = self._clock() / 1_000_000
+        ttl = privacy.link_token_ttl_seconds
+        token = mint_link_token(
+            client_id, privacy.link_token_secret, now_seconds, ttl, self._nonce()
+        )
+        body = {
+            "token": token,
+            "parameter": privacy.link_token_parameter,
+            "expires_at": int(now_seconds) + ttl,
+            "client_id": client_id,
+        }
+        return _answer(body, 200)
+
+    def _refuse(self, request: Request) -> Answer | None:
+        if self._shared_key is not None:
+            given = (request.headers.get(KEY_HEADER) or "").encode()
+            if not hmac.compare_digest(given, self._shared_key.encode()):
+                log.warning("shared key refused", extra={"event": "inline_unauthorized"})
+                detail = f"{KEY_HEADER} is missing or wrong"
+                return _answer({"reason": "unauthorized", "detail": detail}, 401)
+        if request.method != "POST":
+            body = {"reason": "method_not_allowed", "detail": f"{request.method} is not POST"}
+            return body, 405, {**_HEADERS, "Allow": "POST"}
+        return None
+
+    def _contract(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        privacy = self._settings.privacy
+        user = apply_user_id_policy(
+            resolved["user_id"], privacy.pii_user_id_mode, privacy.pii_hash_secret
+        )
+        return {
+            "resolved_user_id": user.user_id,
+            "resolved_ga_session_id": resolved["session_id"],
+            "session_number": resolved["session_number"],
+            "identity_source": resolved["identity_source"],
+            "client_id": resolved["client_id"],
+            "event_index": resolved["event_index"],
+            "is_new_session": resolved["is_new_session"],
+            "event_id": resolved["event_id"],
+            "source": "server",
+        }
+
+
+def decode_request(body: Mapping[str, Any]) -> RawEvent:
+    """The request as a raw event: its known fields through ``decode_raw_event``, the event
+    name defaulting to ``page_view``, the event id derived when none is given."""
+    data = {name: body[name] for name in REQUEST_FIELDS if name in body}
+    if not _given(data.get("event_name")):
+        data["event_name"] = DEFAULT_EVENT_NAME
+    event = decode_raw_event(data, _PENDING_ID, None)
+    if _given(data.get("event_id")):
+        return event
+    return replace(event, event_id=derived_event_id(event))
+
+
+def derived_event_id(event: RawEvent) -> str:
+    """``inline-`` + SHA-256 of what identifies the event (canonical client id, user id,
+    name, stream, time): equal for every read of one event, distinct across events."""
+    key = [event.client_id, event.user_id, event.event_name, event.stream_id, event.time_micros]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    return DERIVED_ID_PREFIX + digest[:32]
+
+
+def _given(value: Any) -> bool:
+    return value is not None and bool(str(value).strip())
+
+
+def _json_object(request: Request) -> Mapping[str, Any]:
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise InvalidEvent("not_json", "the request body is not JSON")
+    if not isinstance(body, dict):
+        raise InvalidEvent("not_an_object", f"the request body is a JSON {type(body).__name__}")
+    return body
+
+
+def _bad_request(error: PermanentError) -> Answer:
+    log.warning(
+        "inline request refused: %s",
+        error.detail,
+        extra={"event": "inline_refused", "reason": error.reason},
+    )
+    return _answer({"reason": error.reason, "detail": error.detail}, 400)
+
+
+def _answer(body: dict[str, Any], status: int) -> Answer:
+    return body, status, dict(_HEADERS)
