@@ -122,6 +122,8 @@ class Code:
     collections: frozenset[str]
     published_topics: dict[str, frozenset[str]]
     """Entry point -> topic variables its service modules publish to."""
+    secret_variables: frozenset[str]
+    """Variables read into a settings field declared ``repr=False`` (a secret)."""
 
 
 def load_code(repo: Path = REPO) -> Code:
@@ -136,6 +138,7 @@ def load_code(repo: Path = REPO) -> Code:
         entry_points=entry_points(repo / "functions" / "main.py"),
         collections=collections_used(repo / "shared"),
         published_topics=published_topics(repo),
+        secret_variables=secret_variables(repo / "shared" / "settings.py"),
     )
 
 
@@ -159,6 +162,29 @@ def settings_reads(path: Path) -> tuple[dict[str, SettingRead], frozenset[str]]:
         if (name := _env_variable(value)) is not None
     }
     return reads, frozenset(fallbacks)
+
+
+def secret_variables(path: Path) -> frozenset[str]:
+    """Variables passed to a dataclass field declared ``field(..., repr=False)``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    hidden = {
+        node.target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(node.value, ast.Call)
+        and any(
+            keyword.arg == "repr" and constant(keyword.value) is False
+            for keyword in node.value.keywords
+        )
+    }
+    return frozenset(
+        name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword) and node.arg in hidden
+        for inner in ast.walk(node.value)
+        if (name := _env_variable(inner)) is not None
+    )
 
 
 def _env_variable(node: ast.AST) -> str | None:

@@ -165,7 +165,7 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
     problems += [
         f"required {name} is not set" for name in set(code.required_variables) - set(environment)
     ]
-    secret_like = {name for name in needed if re.search(r"_SECRETS?$", name)}
+    secret_like = set(code.secret_variables)
     problems += [f"{name} must come from Secret Manager" for name in secret_like - set(secrets)]
     problems += [f"{name} must not be a plain variable" for name in secret_like & set(environment)]
     mounted = {

@@ -312,3 +312,15 @@ def test_a_setting_added_to_the_code_is_reported(config: Configuration, code: Co
     added = {**code.settings_reads, "NEW_SETTING": code.settings_reads["LOG_LEVEL"]}
     problems = rules.environment_problems(config, replace(code, settings_reads=added))
     assert problems == ["NEW_SETTING is read by the settings but never set"]
+
+
+def test_a_secret_added_to_the_code_must_come_from_secret_manager(
+    config: Configuration, code: Code
+) -> None:
+    """A new repr=False setting fails the environment rule until it is a mounted secret."""
+    added = {**code.settings_reads, "NEW_KEY": code.settings_reads["GA4_API_SECRET"]}
+    secret = replace(
+        code, settings_reads=added, secret_variables=code.secret_variables | {"NEW_KEY"}
+    )
+    problems = rules.environment_problems(config, secret)
+    assert "NEW_KEY must come from Secret Manager" in problems
