@@ -20,13 +20,15 @@ import base64
 import hashlib
 import hmac
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from shared.bridging import BridgeCandidate
 from shared.errors import ConcurrentUpdate, TransientError
 from shared.settings import Settings
 from shared.state import ClientState, from_document, to_document
@@ -76,9 +78,11 @@ class ClientStateStore(Protocol):
         state: ClientState,
         links: Sequence[UserLink],
         expires: datetime,
+        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
     ) -> None:
         """Write ``state`` if the document is still at ``snapshot.version``, else raise
-        ``ConcurrentUpdate``; links update the users' documents in the same commit."""
+        ``ConcurrentUpdate``; links update the users' documents and ``aliases`` (a second
+        domain's client now pointing at this one) their own, all in the same commit."""
 
     def forget(self, client_id: str) -> None:
         """Drop any cached copy, so the next ``load`` reads the store."""
@@ -129,6 +133,7 @@ class FirestoreStateStore:
         self._user_secret = user_secret
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, client: Any | None = None) -> FirestoreStateStore:
@@ -140,10 +145,11 @@ class FirestoreStateStore:
         )
 
     def load(self, client_id: str) -> Snapshot:
-        cached = self._cache.get(client_id)
-        if cached is not None:
-            self._cache.move_to_end(client_id)
-            return cached
+        with self._cache_lock:
+            cached = self._cache.get(client_id)
+            if cached is not None:
+                self._cache.move_to_end(client_id)
+                return cached
         with translated_errors():
             document = self._clients.document(client_document_id(client_id)).get()
         if not document.exists:
@@ -156,24 +162,32 @@ class FirestoreStateStore:
         state: ClientState,
         links: Sequence[UserLink],
         expires: datetime,
+        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
     ) -> None:
-        reference = self._clients.document(client_document_id(state.client_id))
-        data = {**to_document(state), "expire_at": expires}
         batch = self._client.batch()
-        if snapshot.version is None:
-            batch.create(reference, data)
-        else:
-            option = self._client.write_option(last_update_time=snapshot.version)
-            batch.update(reference, data, option=option)
+        written = [(snapshot, state), *aliases]
+        for old, new in written:
+            self._write(batch, old, new, expires)
         for link in links:
             self._add_link(batch, link, expires)
         try:
             with translated_errors():
                 results = batch.commit()
         except ConcurrentUpdate:
-            self.forget(state.client_id)
+            for _, new in written:
+                self.forget(new.client_id)
             raise
-        self._remember(state.client_id, Snapshot(state=state, version=results[0].update_time))
+        for (_, new), result in zip(written, results, strict=False):
+            self._remember(new.client_id, Snapshot(state=new, version=result.update_time))
+
+    def _write(self, batch: Any, snapshot: Snapshot, state: ClientState, expires: datetime) -> None:
+        reference = self._clients.document(client_document_id(state.client_id))
+        data = {**to_document(state), "expire_at": expires}
+        if snapshot.version is None:
+            batch.create(reference, data)
+        else:
+            option = self._client.write_option(last_update_time=snapshot.version)
+            batch.update(reference, data, option=option)
 
     def _add_link(self, batch: Any, link: UserLink, expires: datetime) -> None:
         from google.cloud import firestore
@@ -191,13 +205,19 @@ class FirestoreStateStore:
         )
 
     def forget(self, client_id: str) -> None:
-        self._cache.pop(client_id, None)
+        with self._cache_lock:
+            self._cache.pop(client_id, None)
 
     def _remember(self, client_id: str, snapshot: Snapshot) -> None:
-        self._cache[client_id] = snapshot
-        self._cache.move_to_end(client_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[client_id] = snapshot
+            self._cache.move_to_end(client_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    @property
+    def cached_clients(self) -> int:
+        return len(self._cache)
 
     def read_user(self, user_id: str) -> dict[str, Any] | None:
         with translated_errors():
@@ -219,3 +239,54 @@ class FirestoreStateStore:
             reference.delete()
         return existed
 
+
+
+class FirestoreLinkStore:
+    """``LinkEvidenceStore`` on Firestore: single-use token markers and bridge candidates.
+
+    A token marker is created with an exists=False precondition, so two events can never
+    both spend one token; the marker names the event that spent it, so that event's own
+    redelivery is not mistaken for a replay. Candidates are a map per fingerprint key
+    (one write per partner-domain event, merged without a read).
+    """
+
+    def __init__(self, client: Any, tokens_collection: str, candidates_collection: str) -> None:
+        self._tokens = client.collection(tokens_collection)
+        self._candidates = client.collection(candidates_collection)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any) -> FirestoreLinkStore:
+        return cls(
+            client, settings.collection("link_tokens"), settings.collection("bridge_candidates")
+        )
+
+    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
+        from google.api_core import exceptions as gexc
+
+        reference = self._tokens.document(token_id)
+        expires = datetime.fromtimestamp(expires_at_seconds + 86_400, tz=UTC)
+        try:
+            with translated_errors():
+                reference.create({"event_id": event_id, "expire_at": expires})
+        except ConcurrentUpdate as exc:
+            if not isinstance(exc.__cause__, gexc.AlreadyExists | gexc.Conflict):
+                raise
+            with translated_errors():
+                spent = reference.get()
+            return bool(spent.exists and spent.get("event_id") == event_id)
+        return True
+
+    def candidates(self, key: str) -> list[BridgeCandidate]:
+        with translated_errors():
+            document = self._candidates.document(key).get()
+        if not document.exists:
+            return []
+        entries = (document.to_dict() or {}).get("clients", {})
+        return [BridgeCandidate(**entry) for entry in entries.values()]
+
+    def remember(self, key: str, candidate: BridgeCandidate, expires: datetime) -> None:
+        entry_key = hashlib.sha256(candidate.client_id.encode()).hexdigest()[:24]
+        with translated_errors():
+            self._candidates.document(key).set(
+                {"clients": {entry_key: asdict(candidate)}, "expire_at": expires}, merge=True
+            )

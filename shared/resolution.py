@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from shared.errors import InvalidEvent
@@ -50,9 +51,16 @@ def check_time(event: RawEvent, rules: SessionRules, now_micros: int) -> None:
 
 
 def resolve_event(
-    state: ClientState | None, event: RawEvent, rules: Rules, now_micros: int
+    state: ClientState | None,
+    event: RawEvent,
+    rules: Rules,
+    now_micros: int,
+    link: Mapping[str, str] | None = None,
 ) -> Resolution:
-    """Resolve identity and session for ``event`` against ``state`` (None: a new client)."""
+    """Resolve identity and session for ``event`` against ``state`` (None: a new client).
+
+    ``event.client_id`` must be the canonical client (``state``'s); ``link`` describes the
+    cross-domain alias this event created, if any, and is kept in the answer."""
     current = state or ClientState(client_id=event.client_id, first_seen_micros=event.time_micros)
     earlier = current.processed_result(event.event_id)
     if earlier is not None:
@@ -80,6 +88,7 @@ def resolve_event(
         session_start_micros=session.session_start_micros,
         is_new_session=session.is_new_session,
         late=session.late,
+        link=link,
     )
     others = tuple(s for s in current.streams if s.stream != stream_name)
     processed = (*current.processed, ProcessedEvent(event.event_id, resolved))
@@ -111,7 +120,9 @@ def resolve_cookieless(event: RawEvent) -> Resolved:
     )
 
 
-def enrich(event: RawEvent, resolved: Resolved, *, duplicate: bool) -> dict[str, object]:
+def enrich(
+    event: RawEvent, resolved: Resolved, *, duplicate: bool, bot: bool = False
+) -> dict[str, object]:
     """The enriched event: the raw payload plus ``resolved`` (see docs/contracts.md)."""
     matches = (
         None
@@ -143,6 +154,6 @@ def enrich(event: RawEvent, resolved: Resolved, *, duplicate: bool) -> dict[str,
             "client_session_number": event.client_session_number,
             "client_session_matches": matches,
             "link": dict(resolved.link) if resolved.link else None,
-            "bot": False,
+            "bot": bot,
         },
     }

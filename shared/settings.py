@@ -216,6 +216,10 @@ class PrivacySettings:
     """Honour GA4's own ``_gl`` linker parameter."""
     partner_domains: tuple[str, ...] = ()
     """Opt-in probabilistic bridging from these referrer domains (empty: off)."""
+    bridging_salt: str | None = field(default=None, repr=False)
+    """Salt of the user-agent and IP hashes bridging compares (at least 16 bytes)."""
+    inline_shared_key: str | None = field(default=None, repr=False)
+    """When set, the inline endpoints also require ``X-Ga4-Stitch-Key`` to match."""
 
 
 @dataclass(frozen=True)
@@ -304,11 +308,25 @@ class Settings:
                 link_token_parameter=env.text("LINK_TOKEN_PARAMETER", "_gs_link"),
                 linker_enabled=env.flag("LINKER_ENABLED", default=True),
                 partner_domains=tuple(d.lower() for d in env.words("PARTNER_DOMAINS")),
+                bridging_salt=env.optional("BRIDGING_SALT"),
+                inline_shared_key=env.optional("INLINE_SHARED_KEY"),
             ),
             log_level=env.choice(
                 "LOG_LEVEL", "INFO", frozenset({"debug", "info", "warning", "error"})
             ).upper(),
         )
+
+    def __post_init__(self) -> None:
+        privacy = self.privacy
+        for name, value in (
+            ("LINK_TOKEN_SECRET", privacy.link_token_secret),
+            ("BRIDGING_SALT", privacy.bridging_salt),
+            ("PII_HASH_SECRET", privacy.pii_hash_secret),
+        ):
+            if value is not None and len(value.encode()) < 16:
+                raise SettingsError(f"{name} must be at least 16 bytes long")
+        if privacy.partner_domains and not privacy.bridging_salt:
+            raise SettingsError("PARTNER_DOMAINS needs BRIDGING_SALT (at least 16 bytes)")
 
     def collection(self, name: str) -> str:
         """The Firestore collection for ``name`` (``clients``, ``users``, ``forwarded``...)."""

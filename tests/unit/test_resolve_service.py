@@ -34,7 +34,8 @@ class FakeStore:
         state, version = self.documents.get(client_id, (None, None))  # type: ignore[assignment]
         return Snapshot(state=state, version=version)
 
-    def save(self, snapshot: Snapshot, state: ClientState, links: Sequence[UserLink], expires: datetime) -> None:
+    def save(self, snapshot: Snapshot, state: ClientState, links: Sequence[UserLink], expires: datetime,
+             aliases: Sequence[tuple[Snapshot, ClientState]] = ()) -> None:
         if self.conflicts_to_raise:
             self.conflicts_to_raise -= 1
             raise ConcurrentUpdate("someone else wrote first")
