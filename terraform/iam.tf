@@ -26,7 +26,7 @@ resource "google_service_account" "inline" {
   project      = var.project_id
   account_id   = "ga4-stitch-inline"
   display_name = "ga4-stitch inline functions"
-  description  = "Runtime identity of resolve_identity_session and mint_link_token."
+  description  = "Runtime identity of resolve_identity_session and mint_link_token: Firestore state, publishes identity links."
 
   depends_on = [google_project_service.this]
 }
@@ -186,6 +186,15 @@ resource "google_project_iam_member" "inline_log_writer" {
 
   project = var.project_id
   role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.inline[0].email}"
+}
+
+resource "google_pubsub_topic_iam_member" "inline_publishes_identity_links" {
+  count = var.enable_inline_resolve ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.pipeline["IDENTITY_LINKS_TOPIC"].name
+  role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${google_service_account.inline[0].email}"
 }
 

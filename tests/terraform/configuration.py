@@ -236,35 +236,103 @@ def entry_points(path: Path) -> dict[str, str]:
 
 
 def published_topics(repo: Path) -> dict[str, frozenset[str]]:
-    """Entry point -> the ``settings.topics.<field>`` variables its service modules use.
+    """Entry point -> the topic variables reachable from it through ``settings.topics``.
 
-    Follows main.py: an entry point calls a runtime factory, which imports a module of the
-    shared package; every ``.topics.<field>`` in that module is a topic it publishes to,
-    mapped to its variable through the ``Topics(field=env.text("VARIABLE", ...))`` call.
+    Follows the calls statically: main.py's entry point calls a method on the runtime its
+    factory builds (``ResolveRuntime.from_settings(...)``); from those methods, calls on
+    ``self``/``cls``, on attributes typed in ``__init__`` (``self._resolver``) and on
+    classes of the shared package are followed. Every ``.topics.<field>`` met on the way
+    is a topic the entry point publishes to, mapped to its variable through the
+    ``Topics(field=env.text("VARIABLE", ...))`` call in settings.py.
     """
     fields = _topic_fields(repo / "shared" / "settings.py")
+    classes = _classes(repo / "shared")
     main = ast.parse((repo / "functions" / "main.py").read_text(encoding="utf-8"))
     functions = {node.name: node for node in main.body if isinstance(node, ast.FunctionDef)}
     found = {}
     for name in entry_points(repo / "functions" / "main.py"):
-        called = {
-            node.func.id
-            for node in ast.walk(functions[name])
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        }
-        modules = {
-            node.module
-            for factory in called & functions.keys()
-            for node in ast.walk(functions[factory])
-            if isinstance(node, ast.ImportFrom) and node.module
-        }
-        found[name] = frozenset(
-            fields[field]
-            for module in modules
-            for field in _topics_used(repo / (module.replace(".", "/") + ".py"))
-            if field in fields
-        )
+        starts = set()
+        for call in _calls(functions[name]):
+            receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
+            if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name):
+                for built in _calls(functions.get(receiver.func.id, ast.Module())):
+                    target = _method_of_class(built, classes)
+                    if target is not None:
+                        starts |= {target, (target[0], call.func.attr)}  # type: ignore[union-attr]
+        used = _reachable_topics(starts, classes)
+        found[name] = frozenset(fields[field] for field in used if field in fields)
     return found
+
+
+def _calls(node: ast.AST) -> list[ast.Call]:
+    return [call for call in ast.walk(node) if isinstance(call, ast.Call)]
+
+
+def _classes(package: Path) -> dict[str, ast.ClassDef]:
+    return {
+        node.name: node
+        for path in package.glob("*.py")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def _method_of_class(call: ast.Call, classes: dict[str, ast.ClassDef]) -> tuple[str, str] | None:
+    """``C(...)`` -> (C, __init__); ``C.m(...)`` -> (C, m), for classes of the package."""
+    if isinstance(call.func, ast.Name) and call.func.id in classes:
+        return call.func.id, "__init__"
+    func = call.func
+    named = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+    if named and func.value.id in classes:  # type: ignore[attr-defined]
+        return func.value.id, func.attr  # type: ignore[attr-defined]
+    return None
+
+
+def _attribute_types(cls: ast.ClassDef) -> dict[str, str]:
+    """``self.a = b`` in ``__init__``, where ``b: SomeClass`` -> {"a": "SomeClass"}."""
+    init = next(
+        (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
+    )
+    if init is None:
+        return {}
+    every = init.args.posonlyargs + init.args.args + init.args.kwonlyargs
+    annotated = {arg.arg: ast.unparse(arg.annotation) for arg in every if arg.annotation}
+    types = {}
+    for node in ast.walk(init):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and node.value.id in annotated:
+                    types[target.attr] = annotated[node.value.id].split("|")[0].strip(" '\"")
+    return types
+
+
+def _reachable_topics(starts: set[tuple[str, str]], classes: dict[str, ast.ClassDef]) -> set[str]:
+    pending, seen, topics = list(starts), set(), set()
+    while pending:
+        owner, method = pending.pop()
+        if (owner, method) in seen or owner not in classes:
+            continue
+        seen.add((owner, method))
+        node = next(
+            (n for n in classes[owner].body if isinstance(n, ast.FunctionDef) and n.name == method),
+            None,
+        )
+        if node is None:
+            continue
+        topics |= _topics_used(node)
+        types = _attribute_types(classes[owner])
+        for call in _calls(node):
+            target = _method_of_class(call, classes)
+            func = call.func
+            if target is None and isinstance(func, ast.Attribute):
+                receiver = func.value
+                if isinstance(receiver, ast.Name) and receiver.id in {"self", "cls"}:
+                    target = owner, func.attr
+                elif isinstance(receiver, ast.Attribute) and receiver.attr in types:
+                    target = types[receiver.attr], func.attr
+            if target is not None:
+                pending.append(target)
+    return topics
 
 
 def _topic_fields(settings: Path) -> dict[str, str]:
@@ -282,15 +350,13 @@ def _topic_fields(settings: Path) -> dict[str, str]:
     return {}
 
 
-def _topics_used(module: Path) -> set[str]:
-    if not module.is_file():
-        return set()
+def _topics_used(node: ast.AST) -> set[str]:
     return {
-        node.attr
-        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8")))
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "topics"
+        attribute.attr
+        for attribute in ast.walk(node)
+        if isinstance(attribute, ast.Attribute)
+        and isinstance(attribute.value, ast.Attribute)
+        and attribute.value.attr == "topics"
     }
 
 

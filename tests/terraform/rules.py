@@ -442,25 +442,27 @@ def firestore_problems(
 
 
 def publisher_problems(config: Configuration, code: Code) -> list[str]:
-    """Each function's account may publish to exactly the topics its code publishes to."""
+    """Each function account may publish to exactly the topics its functions' code uses."""
     found, _ = grants(config)
-    problems = []
+    expected: dict[str, set[str]] = {}
     for group in ("pipeline_functions", "inline_functions"):
         for spec in config.locals.get(group, {}).values():
             principal = _principal({"member": spec.get("service_account", "")})
             topics = code.published_topics.get(spec.get("entry_point"), frozenset())
-            expected = {f'google_pubsub_topic.pipeline["{topic}"]' for topic in topics}
-            granted = {
-                resource
-                for who, role, resource, _ in found
-                if who == principal and role == "roles/pubsub.publisher"
-            }
-            problems += [
-                f"{principal} publishes to {t} without a grant" for t in expected - granted
-            ]
-            problems += [
-                f"{principal} may publish to {t}, which it never does" for t in granted - expected
-            ]
+            expected.setdefault(principal, set()).update(
+                f'google_pubsub_topic.pipeline["{topic}"]' for topic in topics
+            )
+    problems = []
+    for principal, topics in expected.items():
+        granted = {
+            resource
+            for who, role, resource, _ in found
+            if who == principal and role == "roles/pubsub.publisher"
+        }
+        problems += [f"{principal} publishes to {t} without a grant" for t in topics - granted]
+        problems += [
+            f"{principal} may publish to {t}, which it never does" for t in granted - topics
+        ]
     return problems
 
 
