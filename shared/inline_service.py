@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from shared.errors import InvalidEvent, PermanentError, TransientError
 from shared.events import RawEvent, decode_raw_event, normalize_client_id
-from shared.firestore_store import FirestoreStateStore
-from shared.link_tokens import mint_link_token, new_nonce
+from shared.firestore_store import FirestoreLinkStore, FirestoreStateStore, firestore_client
+from shared.link_tokens import LINK_TOKEN_FIELD, mint_link_token, new_nonce
 from shared.logs import get_logger
 from shared.privacy import apply_user_id_policy
 from shared.pubsub import Publisher, PubSubPublisher
@@ -60,6 +60,8 @@ REQUEST_FIELDS: Final = (
     "consent",
     "page_location",
     "page_referrer",
+    "user_agent",
+    LINK_TOKEN_FIELD,
 )
 """What the resolver may use from a request; anything else in the body is ignored."""
 _PENDING_ID: Final = "pending"
@@ -86,10 +88,15 @@ class InlineRuntime:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, shared_key: str | None = None) -> InlineRuntime:
-        """One Firestore store and one publisher per instance, shared with the resolver."""
+        """One Firestore client and one publisher per instance, shared with the resolver."""
+        client = firestore_client(settings)
         publisher = PubSubPublisher(settings.project)
-        store = FirestoreStateStore.from_settings(settings)
-        resolver = ResolveRuntime(settings, store, publisher)
+        resolver = ResolveRuntime(
+            settings,
+            FirestoreStateStore.from_settings(settings, client),
+            publisher,
+            link_evidence=FirestoreLinkStore.from_settings(settings, client),
+        )
         return cls(settings, resolver, publisher, shared_key=shared_key)
 
     def handle_resolve(self, request: Request) -> Answer:
@@ -113,7 +120,7 @@ class InlineRuntime:
             )
             return _answer({"reason": "unavailable", "detail": "state or publish failed"}, 503)
         if outcome.enriched is None:
-            raise AssertionError("resolve answers every resolved event with its enrichment")
+            return _answer(_stateless(event), 200)
         return _answer(self._contract(outcome.enriched["resolved"]), 200)
 
     def handle_mint(self, request: Request) -> Answer:
@@ -190,6 +197,21 @@ def derived_event_id(event: RawEvent) -> str:
     key = [event.client_id, event.user_id, event.event_name, event.stream_id, event.time_micros]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
     return DERIVED_ID_PREFIX + digest[:32]
+
+
+def _stateless(event: RawEvent) -> dict[str, Any]:
+    """The answer for an event the resolver dropped (``BOT_MODE=drop``): no user, no session."""
+    return {
+        "resolved_user_id": None,
+        "resolved_ga_session_id": None,
+        "session_number": None,
+        "identity_source": "anonymous",
+        "client_id": event.client_id,
+        "event_index": None,
+        "is_new_session": False,
+        "event_id": event.event_id,
+        "source": "server",
+    }
 
 
 def _given(value: Any) -> bool:

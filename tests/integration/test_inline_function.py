@@ -151,6 +151,22 @@ def test_a_login_through_inline_stitches_later_pipeline_events(topics: dict[str,
     assert [(body["client_id"], body["user_id"]) for body, _ in links] == [("20.1", "cust-7")]
 
 
+def test_a_minted_token_resolved_inline_aliases_the_client_for_the_pipeline(
+    topics: dict[str, str],
+) -> None:
+    """A token hop resolved inline moves the second domain's client onto the first one's."""
+    os.environ["LINK_TOKEN_SECRET"] = SECRET
+    minted = inline_app("mint_link_token").post("/", json={"client_id": "60.1"}).get_json()
+    landing = f"https://checkout.example.org/?{minted['parameter']}={minted['token']}"
+    inline, pipeline = inline_app(), pipeline_app()
+    hop = ask(inline, "60.2", 0, page_location=landing, measurement_id=STREAM)
+    assert hop["client_id"] == "60.1"
+    deliver(pipeline, "60.2", "after-hop", 2)
+    [(enriched, _)] = pull_all(topics["ENRICHED_TOPIC"], 1)
+    assert enriched["resolved"]["client_id"] == "60.1"
+    assert enriched["resolved"]["session_id"] == hop["resolved_ga_session_id"]
+
+
 def test_reads_of_one_event_on_two_instances_count_once(topics: dict[str, str]) -> None:
     """Without an event_id, the same request on two instances is one event, one answer."""
     body = {"client_id": "GA1.1.30.1", "user_id": "cust-3", "event_timestamp": millis(0)}

@@ -13,6 +13,7 @@ from flask import Request
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
+from shared.bridging import BridgeCandidate
 from shared.errors import ConcurrentUpdate, TransientError
 from shared.firestore_store import Snapshot, UserLink
 from shared.inline_service import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
@@ -32,7 +33,7 @@ SETTINGS = Settings(
 
 
 class FakeStateStore:
-    """``ClientStateStore`` in memory, with the Firestore adapter's version precondition."""
+    """``ClientStateStore`` in memory, with the Firestore adapter's version preconditions."""
 
     def __init__(self) -> None:
         self.states: dict[str, tuple[ClientState, int]] = {}
@@ -53,15 +54,35 @@ class FakeStateStore:
         state: ClientState,
         links: Sequence[UserLink],
         expires: datetime,
+        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
     ) -> None:
-        current = self.states.get(state.client_id)
-        if (current[1] if current else None) != snapshot.version:
-            raise ConcurrentUpdate("changed")
-        self.states[state.client_id] = (state, (snapshot.version or 0) + 1)
+        writes = [(snapshot, state), *aliases]
+        for read, written in writes:
+            current = self.states.get(written.client_id)
+            if (current[1] if current else None) != read.version:
+                raise ConcurrentUpdate("changed")
+        for read, written in writes:
+            self.states[written.client_id] = (written, (read.version or 0) + 1)
         self.links.extend(links)
 
     def forget(self, client_id: str) -> None:
         """Nothing is cached."""
+
+
+class FakeLinkEvidence:
+    """``LinkEvidenceStore`` in memory: single-use token markers, no bridge candidates."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, str] = {}
+
+    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
+        return self.used.setdefault(token_id, event_id) == event_id
+
+    def candidates(self, key: str) -> Sequence[BridgeCandidate]:
+        return ()
+
+    def remember(self, key: str, candidate: BridgeCandidate, expires: datetime) -> None:
+        """Bridging is off in these tests."""
 
 
 class FakePublisher:
@@ -81,7 +102,12 @@ class World:
         self.publisher = FakePublisher()
         self.now = NOW
         resolver = ResolveRuntime(
-            settings, self.store, self.publisher, clock=lambda: self.now, sleep=lambda _: None
+            settings,
+            self.store,
+            self.publisher,
+            clock=lambda: self.now,
+            sleep=lambda _: None,
+            link_evidence=FakeLinkEvidence(),
         )
         self.runtime = InlineRuntime(
             settings,
@@ -340,3 +366,26 @@ def test_minting_without_a_secret_answers_501() -> None:
     """Link tokens are disabled until LINK_TOKEN_SECRET is set."""
     answer, status = World(Settings(project="demo-inline")).mint({"client_id": "1.2"})
     assert (status, answer["reason"]) == (501, "link_tokens_disabled")
+
+
+def test_a_minted_token_carried_inline_continues_the_first_domains_client() -> None:
+    """An event on the second domain with a minted token answers the first domain's client."""
+    world = World()
+    minted, _ = world.mint({"client_id": "GA1.1.111.222"})
+    landing = f"https://checkout.example.org/?{minted['parameter']}={minted['token']}"
+    hop, _ = world.resolve(
+        {"client_id": "333.444", "event_timestamp": at(0), "page_location": landing}
+    )
+    later, _ = world.resolve({"client_id": "333.444", "event_timestamp": at(1)})
+    assert hop["client_id"] == later["client_id"] == "111.222"
+    assert later["resolved_ga_session_id"] == hop["resolved_ga_session_id"]
+
+
+def test_a_dropped_bot_event_answers_without_session_and_keeps_no_state() -> None:
+    """With BOT_MODE=drop, a crawler's event gets null ids and touches no state."""
+    dropping = replace(SETTINGS, privacy=replace(SETTINGS.privacy, bot_mode="drop"))
+    world = World(dropping)
+    body = {"client_id": "1.2", "event_timestamp": at(0), "user_agent": "Googlebot/2.1"}
+    answer, status = world.resolve(body)
+    assert (status, answer["resolved_ga_session_id"], answer["client_id"]) == (200, None, "1.2")
+    assert world.store.states == {}
