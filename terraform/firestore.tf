@@ -4,8 +4,9 @@
 # browsers never seen again does not accumulate.
 
 locals {
-  # Collections the functions write, before COLLECTION_PREFIX.
-  state_collections = ["clients", "users", "forwarded", "link_tokens"]
+  # Collections the functions write, before COLLECTION_PREFIX (settings.collection(...)
+  # in shared/).
+  state_collections = ["clients", "users", "forwarded", "link_tokens", "bridge_candidates"]
 
   # (collection, field) pairs kept out of the single-field indexes.
   unindexed_fields = {
@@ -54,9 +55,10 @@ resource "google_firestore_field" "expire_at" {
 
 # Index exemptions for large fields. By default Firestore indexes every leaf of a map and
 # every element of an array, so a client document's identity marks, per-stream session
-# windows and recent event ids would add dozens of index entries to every write (each
-# billed as write work and latency, and an oversized entry fails the write). The
-# functions read these documents by id and never query these fields.
+# windows and recent event ids (or a bridge candidate's map of clients) would add dozens
+# of index entries to every write (each billed as write work and latency, and an
+# oversized entry fails the write). The functions read these documents by id and never
+# query these fields.
 resource "google_firestore_field" "unindexed" {
   for_each = local.unindexed_fields
 

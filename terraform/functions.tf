@@ -13,7 +13,7 @@ locals {
       service_account = google_service_account.resolve.email
       scaling         = var.resolve_function
       ingress         = var.pipeline_ingress_settings
-      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET"]
+      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT"]
     }
     forward = {
       name            = "ga4-stitch-forward"
@@ -34,7 +34,7 @@ locals {
       service_account = one(google_service_account.inline[*].email)
       scaling         = var.inline_function
       ingress         = var.inline_ingress_settings
-      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET"]
+      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT", "INLINE_SHARED_KEY"]
     }
     mint_link_token = {
       name            = "ga4-stitch-mint-link-token"
@@ -43,7 +43,7 @@ locals {
       service_account = one(google_service_account.inline[*].email)
       scaling         = var.inline_function
       ingress         = var.inline_ingress_settings
-      secrets         = ["LINK_TOKEN_SECRET"]
+      secrets         = ["LINK_TOKEN_SECRET", "INLINE_SHARED_KEY"]
     }
   }
 
@@ -107,10 +107,13 @@ resource "google_cloudfunctions2_function" "this" {
     google_project_service.this,
     google_secret_manager_secret_iam_member.resolve_pii_hash_secret,
     google_secret_manager_secret_iam_member.resolve_link_token_secret,
+    google_secret_manager_secret_iam_member.resolve_bridging_salt,
     google_secret_manager_secret_iam_member.forward_ga4_api_secret,
     google_secret_manager_secret_iam_member.forward_ga4_stream_secrets,
     google_secret_manager_secret_iam_member.inline_pii_hash_secret,
     google_secret_manager_secret_iam_member.inline_link_token_secret,
+    google_secret_manager_secret_iam_member.inline_bridging_salt,
+    google_secret_manager_secret_iam_member.inline_shared_key,
     google_project_iam_member.build_log_writer,
     google_artifact_registry_repository_iam_member.build_writer,
     google_project_iam_member.build_source_reader,

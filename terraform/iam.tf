@@ -124,6 +124,15 @@ resource "google_secret_manager_secret_iam_member" "resolve_link_token_secret" {
   member    = "serviceAccount:${google_service_account.resolve.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "resolve_bridging_salt" {
+  count = length(var.partner_domains) > 0 ? 1 : 0
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.this["BRIDGING_SALT"].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.resolve.email}"
+}
+
 # --- forward ---------------------------------------------------------------------------
 
 resource "google_project_iam_member" "forward_datastore_user" {
@@ -212,6 +221,24 @@ resource "google_secret_manager_secret_iam_member" "inline_link_token_secret" {
 
   project   = var.project_id
   secret_id = google_secret_manager_secret.this["LINK_TOKEN_SECRET"].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.inline[0].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "inline_bridging_salt" {
+  count = var.enable_inline_resolve && length(var.partner_domains) > 0 ? 1 : 0
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.this["BRIDGING_SALT"].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.inline[0].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "inline_shared_key" {
+  count = var.enable_inline_resolve && var.enable_inline_shared_key ? 1 : 0
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.this["INLINE_SHARED_KEY"].secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.inline[0].email}"
 }

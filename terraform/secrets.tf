@@ -9,13 +9,25 @@ locals {
     PII_HASH_SECRET    = "ga4-stitch-pii-hash-secret"
     LINK_TOKEN_SECRET  = "ga4-stitch-link-token-secret"
     GA4_STREAM_SECRETS = "ga4-stitch-ga4-stream-secrets"
+    BRIDGING_SALT      = "ga4-stitch-bridging-salt"
+    INLINE_SHARED_KEY  = "ga4-stitch-inline-shared-key"
   }
 
-  # GA4_STREAM_SECRETS (measurement id -> API secret, JSON) is only needed when routed
-  # streams have secrets of their own.
+  # Secrets needed only with an option on; the others always exist.
+  #   GA4_STREAM_SECRETS: routed streams with API secrets of their own (JSON map).
+  #   BRIDGING_SALT: probabilistic cross-domain bridging (partner_domains); the settings
+  #     refuse partner domains without it.
+  #   INLINE_SHARED_KEY: an X-Ga4-Stitch-Key header required by the inline functions on
+  #     top of Cloud Run IAM.
+  optional_secrets = {
+    GA4_STREAM_SECRETS = var.enable_ga4_stream_secrets
+    BRIDGING_SALT      = length(var.partner_domains) > 0
+    INLINE_SHARED_KEY  = var.enable_inline_resolve && var.enable_inline_shared_key
+  }
+
   enabled_secrets = {
     for name, secret_id in local.secrets : name => secret_id
-    if name != "GA4_STREAM_SECRETS" || var.enable_ga4_stream_secrets
+    if lookup(local.optional_secrets, name, true)
   }
 }
 

@@ -260,6 +260,12 @@ variable "inline_ingress_settings" {
   }
 }
 
+variable "enable_inline_shared_key" {
+  description = "Also require the header X-Ga4-Stitch-Key on the inline functions, checked against the INLINE_SHARED_KEY secret (on top of Cloud Run IAM)."
+  type        = bool
+  default     = false
+}
+
 variable "inline_invoker_members" {
   description = "IAM members allowed to call the inline HTTP functions (for example serviceAccount:gtm@PROJECT.iam.gserviceaccount.com). Empty means the GTM server container's service account alone."
   type        = list(string)
@@ -364,7 +370,8 @@ variable "firestore_unindexed_fields" {
   description = "Collection (before collection_prefix) -> fields exempted from single-field indexing: large maps and arrays of maps that are read with their document and never queried (see shared/state.py, to_document)."
   type        = map(list(string))
   default = {
-    clients = ["identity", "streams", "processed"]
+    clients           = ["identity", "streams", "processed"]
+    bridge_candidates = ["clients"]
   }
 
   validation {
@@ -677,7 +684,7 @@ variable "linker_enabled" {
 }
 
 variable "partner_domains" {
-  description = "Referrer domains from which probabilistic cross-domain bridging is allowed; empty disables it (PARTNER_DOMAINS)."
+  description = "Referrer domains from which probabilistic cross-domain bridging is allowed; empty disables it (PARTNER_DOMAINS). Non-empty creates and mounts the BRIDGING_SALT secret."
   type        = list(string)
   default     = []
 

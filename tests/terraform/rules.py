@@ -417,17 +417,20 @@ def _local_imports(path: Path) -> list[str]:
 def firestore_problems(
     config: Configuration, code: Code, contract_collections: set[str]
 ) -> list[str]:
-    """Every state collection the code uses has a TTL policy on expire_at."""
+    """Every collection the code uses or docs/contracts.md lists has a TTL on expire_at."""
     collections = set(config.locals.get("state_collections", []))
     problems = [
         f"collection {name} is used by the code but has no TTL policy"
         for name in code.collections - collections
     ]
-    if collections != contract_collections:
-        problems.append(
-            f"state collections {sorted(collections)} differ from docs/contracts.md: "
-            f"{sorted(contract_collections)}"
-        )
+    problems += [
+        f"collection {name} is in docs/contracts.md but has no TTL policy"
+        for name in contract_collections - collections
+    ]
+    problems += [
+        f"collection {name} has a TTL policy but no code uses it"
+        for name in collections - code.collections - contract_collections
+    ]
     ttl = config.resource("google_firestore_field", "expire_at")
     if ttl.get("field") != "expire_at" or "ttl_config" not in ttl:
         problems.append("google_firestore_field.expire_at must put a TTL on expire_at")
