@@ -52,10 +52,8 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10.0) ->
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -105,9 +103,9 @@ def start_emulator(kind: str, log_dir: Path, timeout: float = 90.0) -> Emulator:
 
 
 @contextlib.contextmanager
-def running_emulators(log_dir: Path, kinds: tuple[str, ...] = ("pubsub", "firestore")) -> Iterator[
-    dict[str, Emulator]
-]:
+def running_emulators(
+    log_dir: Path, kinds: tuple[str, ...] = ("pubsub", "firestore")
+) -> Iterator[dict[str, Emulator]]:
     """Both emulators for the duration of the block, stopped afterwards whatever happens."""
     started: dict[str, Emulator] = {}
     try:
@@ -122,12 +120,11 @@ def running_emulators(log_dir: Path, kinds: tuple[str, ...] = ("pubsub", "firest
 def clear_firestore(host: str, project: str) -> None:
     """Delete every document in the emulator's default database (emulator-only endpoint)."""
     url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
-    request = urllib.request.Request(url, method="DELETE")  # noqa: S310 - loopback emulator
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
         response.read()
 
 
 def emulator_env(emulators: dict[str, Emulator]) -> dict[str, str]:
     """The environment variables the Google client libraries read to find the emulators."""
     return {HOST_VARIABLES[kind]: emulator.host for kind, emulator in emulators.items()}
-

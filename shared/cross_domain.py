@@ -105,11 +105,16 @@ class CrossDomainLinker:
 
     def claim(self, event: RawEvent, now_micros: int) -> tuple[LinkClaim | None, Refusal | None]:
         claim, refusal = find_claim(event, self._privacy, now_micros)
-        if claim is not None and claim.token_id and claim.token_expires_at_seconds:
-            if not self._store.use_token(
+        spent = (
+            claim is not None
+            and claim.token_id
+            and claim.token_expires_at_seconds
+            and not self._store.use_token(
                 claim.token_id, event.event_id, claim.token_expires_at_seconds
-            ):
-                return None, Refusal("token", "replayed")
+            )
+        )
+        if spent:
+            return None, Refusal("token", "replayed")
         if claim is None and refusal is None:
             claim, refusal = self._bridge(event)
         if claim is not None and claim.canonical_client_id == event.client_id:

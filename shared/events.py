@@ -18,6 +18,7 @@ is one of ``REASONS``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -129,10 +130,12 @@ def to_micros(value: Any, name: str) -> int:
         try:
             number = float(value.strip())
         except ValueError:
-            raise InvalidEvent("unparseable_time", f"{name}={value[:40]!r} is not a number") from None
+            raise InvalidEvent(
+                "unparseable_time", f"{name}={value[:40]!r} is not a number"
+            ) from None
     else:
         raise InvalidEvent("unparseable_time", f"{name} is a {type(value).__name__}")
-    if number != number or number <= 0:
+    if math.isnan(number) or number <= 0:
         raise InvalidEvent("unparseable_time", f"{name}={value!r} is not a positive number")
     if number < 1e11:
         micros = int(number * 1_000_000)

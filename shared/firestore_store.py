@@ -240,7 +240,6 @@ class FirestoreStateStore:
         return existed
 
 
-
 class FirestoreLinkStore:
     """``LinkEvidenceStore`` on Firestore: single-use token markers and bridge candidates.
 

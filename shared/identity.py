@@ -95,6 +95,7 @@ def resolve_identity(
     marks = identity.marks
     linked = identity.linked_users
     new_link = False
+    decision_user: str | None
     source: IdentitySource
     if own is not None:
         decision_user = own

@@ -87,7 +87,7 @@ class InlineRuntime:
         self._nonce = nonce
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, shared_key: str | None = None) -> InlineRuntime:
+    def from_settings(cls, settings: Settings) -> InlineRuntime:
         """One Firestore client and one publisher per instance, shared with the resolver."""
         client = firestore_client(settings)
         publisher = PubSubPublisher(settings.project)
@@ -97,7 +97,7 @@ class InlineRuntime:
             publisher,
             link_evidence=FirestoreLinkStore.from_settings(settings, client),
         )
-        return cls(settings, resolver, publisher, shared_key=shared_key)
+        return cls(settings, resolver, publisher, shared_key=settings.privacy.inline_shared_key)
 
     def handle_resolve(self, request: Request) -> Answer:
         """``POST /resolve-identity-session``: the event's stitched user and GA4 session."""

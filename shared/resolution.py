@@ -14,7 +14,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from shared.errors import InvalidEvent
 from shared.events import RawEvent
@@ -26,8 +26,8 @@ from shared.state import ClientState, ProcessedEvent, Resolved
 
 @dataclass(frozen=True)
 class Rules:
-    sessions: SessionRules = SessionRules()
-    identity: IdentityRules = IdentityRules()
+    sessions: SessionRules = field(default_factory=SessionRules)
+    identity: IdentityRules = field(default_factory=IdentityRules)
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ def check_time(event: RawEvent, rules: SessionRules, now_micros: int) -> None:
     age = now_micros - event.time_micros
     if age > rules.allowed_lateness_micros:
         hours = age / 3_600_000_000
-        raise InvalidEvent("too_late", f"event time is {hours:.1f} h old, beyond the allowed lateness")
+        raise InvalidEvent(
+            "too_late", f"event time is {hours:.1f} h old, beyond the allowed lateness"
+        )
     if -age > rules.max_future_micros:
         hours = -age / 3_600_000_000
         raise InvalidEvent("time_in_future", f"event time is {hours:.1f} h in the future")
@@ -89,6 +91,7 @@ def resolve_event(
         is_new_session=session.is_new_session,
         late=session.late,
         link=link,
+        new_link=decision.new_link,
     )
     others = tuple(s for s in current.streams if s.stream != stream_name)
     processed = (*current.processed, ProcessedEvent(event.event_id, resolved))

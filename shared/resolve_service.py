@@ -78,6 +78,7 @@ class ResolveRuntime:
         publisher: Publisher,
         clock: Callable[[], int] = system_clock_micros,
         sleep: Callable[[float], None] | None = None,
+        *,
         link_evidence: LinkEvidenceStore | None = None,
     ) -> None:
         self._settings = settings
@@ -86,9 +87,7 @@ class ResolveRuntime:
         self._publisher = publisher
         self._clock = clock
         self._sleep = sleep
-        self._linker = (
-            CrossDomainLinker(settings.privacy, link_evidence) if link_evidence else None
-        )
+        self._linker = CrossDomainLinker(settings.privacy, link_evidence) if link_evidence else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResolveRuntime:
@@ -130,7 +129,9 @@ class ResolveRuntime:
         """Resolve and persist without publishing (the inline endpoint's path; ``process``
         publishes). No resolution for cookieless or dropped events: they touch no state."""
         event = self._protect(event)
-        bot = decide_bot_action(classify_user_agent(event.user_agent), self._settings.privacy.bot_mode)
+        bot = decide_bot_action(
+            classify_user_agent(event.user_agent), self._settings.privacy.bot_mode
+        )
         if bot == "drop":
             log.info("bot dropped", extra={"event": "bot_dropped", **_ids(event)})
             return Outcome("bot_dropped"), None
@@ -162,11 +163,11 @@ class ResolveRuntime:
         return Outcome(status, enriched), resolution
 
     def link_messages(self, event: RawEvent, resolution: Resolution) -> list[OutgoingMessage]:
-        """Identity-links messages for what this event linked (never for a duplicate)."""
-        if resolution.duplicate:
-            return []
+        """Identity-links messages for what this event linked. A redelivery publishes them
+        again: the first publish may have failed after the state was committed, and the
+        topic's readers deduplicate by ``event_id`` and ``link_kind``."""
         messages = []
-        if resolution.new_link:
+        if resolution.resolved.new_link:
             messages.append(self._link_message(event, resolution, "login"))
         if resolution.resolved.link:
             messages.append(self._link_message(event, resolution, resolution.resolved.link["kind"]))
@@ -195,7 +196,9 @@ class ResolveRuntime:
         if not location or parameter not in location:
             return event
         cleaned = remove_query_parameters(location, [parameter])
-        return replace(event, page_location=cleaned, payload={**event.payload, "page_location": cleaned})
+        return replace(
+            event, page_location=cleaned, payload={**event.payload, "page_location": cleaned}
+        )
 
     def _resolve_and_save(self, event: RawEvent) -> Resolution:
         retrying = transient_retry(attempts=6, budget_seconds=30.0, logger=log, sleep=self._sleep)
@@ -223,7 +226,8 @@ class ResolveRuntime:
             canonical = target.state.alias_of
             target = self._store.load(canonical)
         alias = replace(
-            own.state or ClientState(client_id=event.client_id, first_seen_micros=event.time_micros),
+            own.state
+            or ClientState(client_id=event.client_id, first_seen_micros=event.time_micros),
             alias_of=canonical,
         )
         link = {"kind": claim.kind, "from_client_id": event.client_id}
@@ -232,8 +236,12 @@ class ResolveRuntime:
         )
         log.info(
             "cross-domain link",
-            extra={"event": "cross_domain_link", "kind": claim.kind, "canonical": canonical,
-                   **_ids(event)},
+            extra={
+                "event": "cross_domain_link",
+                "kind": claim.kind,
+                "canonical": canonical,
+                **_ids(event),
+            },
         )
         self._observe(event, canonical, now)
         return resolution
@@ -243,6 +251,7 @@ class ResolveRuntime:
         snapshot: Snapshot,
         event: RawEvent,
         now: int,
+        *,
         link: Mapping[str, str] | None = None,
         alias: tuple[Snapshot, ClientState] | None = None,
     ) -> Resolution:
@@ -276,8 +285,12 @@ class ResolveRuntime:
         if refusal is not None:
             log.warning(
                 "cross-domain evidence refused",
-                extra={"event": "cross_domain_refused", "kind": refusal.kind,
-                       "reason": refusal.reason, **_ids(event)},
+                extra={
+                    "event": "cross_domain_refused",
+                    "kind": refusal.kind,
+                    "reason": refusal.reason,
+                    **_ids(event),
+                },
             )
         return claim
 

@@ -92,7 +92,10 @@ def _window_for(
 def _must_split(window: SessionWindow, event: SessionEvent, rules: SessionRules) -> bool:
     if rules.max_session_events and window.events >= rules.max_session_events:
         return True
-    if rules.max_session_micros and event.time_micros - window.start_micros >= rules.max_session_micros:
+    if (
+        rules.max_session_micros
+        and event.time_micros - window.start_micros >= rules.max_session_micros
+    ):
         return True
     if rules.split_on_campaign and event.campaign and event.campaign != window.campaign:
         return True
@@ -154,9 +157,7 @@ def assign_session(
     late = event.time_micros < stream.last_activity_micros
     window = _window_for(stream.windows, event.time_micros, rules.timeout_micros)
     extends_current = (
-        window is not None
-        and window is stream.current
-        and event.time_micros >= window.last_micros
+        window is not None and window is stream.current and event.time_micros >= window.last_micros
     )
     if window is not None and not (extends_current and _must_split(window, event, rules)):
         chosen, is_new, count = _join(window, event), False, stream.count

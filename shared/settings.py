@@ -211,7 +211,7 @@ class PrivacySettings:
     """``flag`` marks bot traffic in the enriched event, ``drop`` dead-letters it, ``off``."""
     link_token_secret: str | None = field(default=None, repr=False)
     link_token_ttl_seconds: int = 300
-    link_token_parameter: str = "_gs_link"
+    link_token_parameter: str = "_gs_link"  # noqa: S105 - a URL parameter name
     linker_enabled: bool = True
     """Honour GA4's own ``_gl`` linker parameter."""
     partner_domains: tuple[str, ...] = ()
@@ -254,8 +254,7 @@ class Settings:
                 * minutes,
                 split_on_campaign=env.flag("SPLIT_ON_CAMPAIGN"),
                 split_on_user_change=env.flag("SPLIT_ON_USER_CHANGE"),
-                max_session_micros=env.integer("MAX_SESSION_MINUTES", 0, 0, 7 * 24 * 60)
-                * minutes,
+                max_session_micros=env.integer("MAX_SESSION_MINUTES", 0, 0, 7 * 24 * 60) * minutes,
                 max_session_events=env.integer("MAX_SESSION_EVENTS", 0, 0, 1_000_000),
                 windows_kept=env.integer("SESSION_WINDOWS_KEPT", 8, 1, 100),
                 processed_kept=env.integer("DEDUP_EVENTS_KEPT", 100, 1, 2000),
@@ -298,7 +297,9 @@ class Settings:
                 param_renames=env.json_object("GA4_PARAM_RENAMES"),
             ),
             privacy=PrivacySettings(
-                pii_user_id_mode=env.choice("PII_USER_ID_MODE", "hash", frozenset({"hash", "drop"})),
+                pii_user_id_mode=env.choice(
+                    "PII_USER_ID_MODE", "hash", frozenset({"hash", "drop"})
+                ),
                 pii_hash_secret=env.optional("PII_HASH_SECRET"),
                 pii_parameters=env.words("PII_PARAMETERS"),
                 ip_mode=env.choice("IP_MODE", "pass", frozenset({"pass", "truncate", "drop"})),

@@ -37,6 +37,9 @@ class Resolved:
     is_new_session: bool
     late: bool
     link: Mapping[str, str] | None = None
+    new_link: bool = False
+    """This event linked the client to its user for the first time (kept so a redelivery
+    can publish the identity link again if the first publish failed)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,12 @@ class ClientState:
 
 
 def _window_from(data: Mapping[str, Any]) -> SessionWindow:
-    return SessionWindow(**{key: data.get(key) for key in SessionWindow.__dataclass_fields__})
+    values: dict[str, Any] = {key: data.get(key) for key in SessionWindow.__dataclass_fields__}
+    return SessionWindow(**values)
 
 
 def _resolved_from(data: Mapping[str, Any]) -> Resolved:
-    values = {key: data.get(key) for key in Resolved.__dataclass_fields__}
+    values: dict[str, Any] = {key: data.get(key) for key in Resolved.__dataclass_fields__}
     values["link"] = dict(data["link"]) if data.get("link") else None
     return Resolved(**values)
 
@@ -101,9 +105,7 @@ def to_document(state: ClientState) -> dict[str, Any]:
             }
             for s in state.streams
         ],
-        "processed": [
-            {"event_id": p.event_id, **asdict(p.resolved)} for p in state.processed
-        ],
+        "processed": [{"event_id": p.event_id, **asdict(p.resolved)} for p in state.processed],
     }
 
 

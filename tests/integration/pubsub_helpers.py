@@ -37,10 +37,10 @@ def pull_all(
         )
         if response.received_messages:
             quiet_since = None
-            for item in response.received_messages:
-                received.append(
-                    (json.loads(item.message.data), dict(item.message.attributes))
-                )
+            received.extend(
+                (json.loads(item.message.data), dict(item.message.attributes))
+                for item in response.received_messages
+            )
             subscriber.acknowledge(
                 request={
                     "subscription": subscription,

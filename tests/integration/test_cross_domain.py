@@ -74,7 +74,10 @@ def test_a_signed_link_token_keeps_the_checkout_in_the_shops_session(privacy_env
     """The second domain's client continues the first one's session, number and user."""
     token = mint_link_token(SHOP, SECRET, NOW_MICROS / 1_000_000, 300, "nonce-0001")
     landing = event(
-        CHECKOUT, 3, "c1", page_location=f"https://checkout.example-pay.com/pay?_gs_link={token}&x=1"
+        CHECKOUT,
+        3,
+        "c1",
+        page_location=f"https://checkout.example-pay.com/pay?_gs_link={token}&x=1",
     )
     by_id = journey(make_app(), landing, privacy_env["ENRICHED_TOPIC"])
     shop, landed, later = by_id["s1"]["resolved"], by_id["c1"]["resolved"], by_id["c2"]["resolved"]
@@ -86,7 +89,9 @@ def test_a_signed_link_token_keeps_the_checkout_in_the_shops_session(privacy_env
     assert landed["link"] == {"kind": "token", "from_client_id": CHECKOUT}
     assert "_gs_link" not in by_id["c1"]["page_location"]
     links = [body for body, _ in pull_all(privacy_env["IDENTITY_LINKS_TOPIC"], 2)]
-    assert {(link["link_kind"], link["client_id"], link["canonical_client_id"]) for link in links} == {
+    assert {
+        (link["link_kind"], link["client_id"], link["canonical_client_id"]) for link in links
+    } == {
         ("login", SHOP, SHOP),
         ("token", CHECKOUT, SHOP),
     }
@@ -98,7 +103,9 @@ def test_a_replayed_or_forged_token_links_nothing(privacy_env: dict[str, str]):
     """A token used by one event cannot link another; a forged one never links."""
     app = make_app()
     token = mint_link_token(SHOP, SECRET, NOW_MICROS / 1_000_000, 300, "nonce-0002")
-    forged = mint_link_token(SHOP, "another-secret-of-32-bytes-long!", NOW_MICROS / 1_000_000, 300, "nonce-0003")
+    forged = mint_link_token(
+        SHOP, "another-secret-of-32-bytes-long!", NOW_MICROS / 1_000_000, 300, "nonce-0003"
+    )
     url = "https://checkout.example-pay.com/pay?_gs_link={}"
     assert deliver(app, event(SHOP, 0, "s1"), "m1") == 200
     assert deliver(app, event("1.1", 1, "x1", page_location=url.format(token)), "m2") == 200
@@ -113,7 +120,9 @@ def test_a_replayed_or_forged_token_links_nothing(privacy_env: dict[str, str]):
 def test_ga4s_own_linker_parameter_links_the_two_domains(privacy_env: dict[str, str]):
     """A valid _gl for the event's browser and minute aliases the checkout client."""
     linker = encode_linker(SHOP, UA, at(3) / 1_000_000)
-    landing = event(CHECKOUT, 3, "c1", page_location=f"https://checkout.example-pay.com/pay?_gl={linker}")
+    landing = event(
+        CHECKOUT, 3, "c1", page_location=f"https://checkout.example-pay.com/pay?_gl={linker}"
+    )
     by_id = journey(make_app(), landing, privacy_env["ENRICHED_TOPIC"])
     assert by_id["c2"]["resolved"]["client_id"] == SHOP
     assert by_id["c2"]["resolved"]["session_id"] == by_id["s1"]["resolved"]["session_id"]
@@ -123,15 +132,19 @@ def test_ga4s_own_linker_parameter_links_the_two_domains(privacy_env: dict[str, 
 def test_a_linker_from_another_browser_links_nothing(privacy_env: dict[str, str]):
     """A _gl whose checksum was made for another user agent is refused."""
     linker = encode_linker(SHOP, "Another browser/1.0", at(3) / 1_000_000)
-    landing = event(CHECKOUT, 3, "c1", page_location=f"https://checkout.example-pay.com/pay?_gl={linker}")
+    landing = event(
+        CHECKOUT, 3, "c1", page_location=f"https://checkout.example-pay.com/pay?_gl={linker}"
+    )
     by_id = journey(make_app(), landing, privacy_env["ENRICHED_TOPIC"])
     assert by_id["c2"]["resolved"]["client_id"] == CHECKOUT
 
 
 def test_a_probabilistic_bridge_links_a_partner_referral_and_says_so(privacy_env: dict[str, str]):
-    """Same user agent and IP within 60 s of a partner-domain event: linked, marked probabilistic."""
+    """Same user agent and IP within 60 s of a partner-domain event: linked, probabilistic."""
     landing = event(
-        CHECKOUT, 2.5, "c1",
+        CHECKOUT,
+        2.5,
+        "c1",
         page_location="https://checkout.example-pay.com/pay",
         page_referrer="https://shop.example.com/cart",
     )
@@ -144,13 +157,20 @@ def test_pii_never_reaches_firestore_or_the_enriched_event(privacy_env: dict[str
     """An email user id is hashed; user_data and configured parameters are scrubbed."""
     app = make_app()
     raw = event(
-        SHOP, 0, "p1", user_id="Jane.Doe@example.com", customer_email="jane.doe@example.com",
+        SHOP,
+        0,
+        "p1",
+        user_id="Jane.Doe@example.com",
+        customer_email="jane.doe@example.com",
         user_data={"email_address": "jane.doe@example.com", "phone_number": "+15551234567"},
     )
     assert deliver(app, raw, "m1") == 200
     [(enriched, _)] = pull_all(privacy_env["ENRICHED_TOPIC"], 1)
-    stored = [doc.to_dict() for name in ("clients", "users")
-              for doc in firestore.Client(project=PROJECT).collection(name).stream()]
+    stored = [
+        doc.to_dict()
+        for name in ("clients", "users")
+        for doc in firestore.Client(project=PROJECT).collection(name).stream()
+    ]
     text = json.dumps([enriched, stored], default=str).lower()
     assert "jane.doe" not in text
     assert "5551234567" not in text
@@ -161,7 +181,12 @@ def test_pii_never_reaches_firestore_or_the_enriched_event(privacy_env: dict[str
 def test_bots_are_flagged_by_default(privacy_env: dict[str, str]):
     """A crawler's event is kept but flagged in the enriched event."""
     app = make_app()
-    crawler = event("5.5", 0, "b1", user_agent="Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+    crawler = event(
+        "5.5",
+        0,
+        "b1",
+        user_agent="Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    )
     assert deliver(app, crawler, "m1") == 200
     [(enriched, _)] = pull_all(privacy_env["ENRICHED_TOPIC"], 1)
     assert enriched["resolved"]["bot"] is True

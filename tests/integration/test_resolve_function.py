@@ -42,7 +42,9 @@ def make_app() -> Any:
     return functions_framework.create_app("resolve", MAIN, "cloudevent").test_client()
 
 
-def cloud_event(data: dict[str, Any] | bytes, message_id: str, publish_micros: int) -> dict[str, Any]:
+def cloud_event(
+    data: dict[str, Any] | bytes, message_id: str, publish_micros: int
+) -> dict[str, Any]:
     raw = data if isinstance(data, bytes) else json.dumps(data).encode()
     seconds, micros = divmod(publish_micros, 1_000_000)
     publish_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
@@ -127,7 +129,9 @@ def test_a_login_stitches_later_anonymous_events_and_publishes_one_link(
     """After a login, anonymous events of the client carry the user; the link is published once."""
     app = make_app()
     assert deliver(app, page_view("5.6", 0, "a1"), "m1") == 200
-    assert deliver(app, page_view("5.6", 1, "a2", user_id="cust-1", event_name="login"), "m2") == 200
+    assert (
+        deliver(app, page_view("5.6", 1, "a2", user_id="cust-1", event_name="login"), "m2") == 200
+    )
     assert deliver(app, page_view("5.6", 2, "a3"), "m3") == 200
     enriched = [body["resolved"] for body, _ in pull_all(topics["ENRICHED_TOPIC"], 3)]
     by_id = {r["event_id"]: r for r in enriched}
@@ -154,7 +158,11 @@ def test_a_login_stitches_later_anonymous_events_and_publishes_one_link(
         ({"client_id": "1.2", "event_name": "x", "timestamp_micros": "soon"}, "unparseable_time"),
         ({"client_id": "1.2", "event_name": "x", "timestamp_micros": 1000}, "absurd_time"),
         (
-            {"client_id": "1.2", "event_name": "x", "timestamp_micros": NOW_MICROS - 80 * 3_600_000_000},
+            {
+                "client_id": "1.2",
+                "event_name": "x",
+                "timestamp_micros": NOW_MICROS - 80 * 3_600_000_000,
+            },
             "too_late",
         ),
     ],
@@ -202,8 +210,10 @@ def test_racing_deliveries_for_one_client_still_make_one_session(
     statuses: list[int] = []
 
     def run(worker: int) -> None:
-        for index in range(worker, count, len(apps)):
-            statuses.append(deliver(apps[worker], page_view("9.9", index * 0.1, f"c{index}"), f"mc{index}"))
+        statuses.extend(
+            deliver(apps[worker], page_view("9.9", index * 0.1, f"c{index}"), f"mc{index}")
+            for index in range(worker, count, len(apps))
+        )
 
     threads = [threading.Thread(target=run, args=(w,)) for w in range(len(apps))]
     for thread in threads:

@@ -57,7 +57,10 @@ def test_every_well_formed_fixture_event_decodes_and_the_malformed_ones_say_why(
         ("123.456", "123.456"),
         (" GA1.1.123.456 ", "123.456"),
         ("GA1.2.1768696203.1712345678", "1768696203.1712345678"),
-        ("ZDoa3Sn32zo3RN66kguVogdtbQB1xZr/EBDR9gylXKA=.1647778941", "ZDoa3Sn32zo3RN66kguVogdtbQB1xZr/EBDR9gylXKA=.1647778941"),
+        (
+            "ZDoa3Sn32zo3RN66kguVogdtbQB1xZr/EBDR9gylXKA=.1647778941",
+            "ZDoa3Sn32zo3RN66kguVogdtbQB1xZr/EBDR9gylXKA=.1647778941",
+        ),
     ],
 )
 def test_client_id_variants_normalise_to_the_canonical_form(incoming: str, canonical: str):
@@ -92,15 +95,23 @@ def test_malformed_client_ids_are_refused_with_their_reason(value: object, reaso
         (1_763_800_611.5, 1_763_800_611_500_000),
     ],
 )
-def test_timestamps_in_seconds_milliseconds_or_microseconds_are_recognised(value: object, micros: int):
+def test_timestamps_in_seconds_milliseconds_or_microseconds_are_recognised(
+    value: object, micros: int
+):
     """The magnitude of a timestamp decides its unit."""
     assert to_micros(value, "t") == micros
 
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [("soon", "unparseable_time"), (True, "unparseable_time"), (-5, "unparseable_time"),
-     (1000, "absurd_time"), (9_999_999_999_999_999, "absurd_time"), ([], "unparseable_time")],
+    [
+        ("soon", "unparseable_time"),
+        (True, "unparseable_time"),
+        (-5, "unparseable_time"),
+        (1000, "absurd_time"),
+        (9_999_999_999_999_999, "absurd_time"),
+        ([], "unparseable_time"),
+    ],
 )
 def test_unparseable_or_absurd_times_are_refused(value: object, reason: str):
     """A time that is not a number, or not between 2010 and 2100, is refused."""
@@ -136,10 +147,19 @@ def test_event_id_falls_back_to_the_message_id():
         ({"x-ga-gcs": "G101"}, True, False),
         ({"x-ga-gcs": "G110"}, False, True),
         ({}, None, None),
-        ({"consent": {"analytics_storage": "denied", "ad_storage": "granted"}, "x-ga-gcs": "G111"}, False, True),
+        (
+            {
+                "consent": {"analytics_storage": "denied", "ad_storage": "granted"},
+                "x-ga-gcs": "G111",
+            },
+            False,
+            True,
+        ),
     ],
 )
-def test_consent_comes_from_the_consent_object_or_gcs(data: dict[str, Any], analytics: object, ads: object):
+def test_consent_comes_from_the_consent_object_or_gcs(
+    data: dict[str, Any], analytics: object, ads: object
+):
     """x-ga-gcs is G1 + ad_storage digit + analytics_storage digit; a consent object wins."""
     consent = parse_consent(data)
     assert (consent.analytics_storage, consent.ad_storage) == (analytics, ads)
@@ -167,7 +187,13 @@ def test_missing_or_invalid_event_names_are_refused():
 def test_cloud_event_envelopes_decode_and_broken_ones_are_invalid():
     """Eventarc data decodes to a message; non-Pub/Sub data or bad base64 is InvalidEvent."""
     message = message_from_cloud_event(
-        {"message": {"data": "eyJhIjoxfQ==", "messageId": "7", "publishTime": "2025-11-22T08:29:14.5Z"}}
+        {
+            "message": {
+                "data": "eyJhIjoxfQ==",
+                "messageId": "7",
+                "publishTime": "2025-11-22T08:29:14.5Z",
+            }
+        }
     )
     assert message.json_object() == {"a": 1}
     assert message.publish_time_micros == 1_763_800_154_500_000

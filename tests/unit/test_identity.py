@@ -8,7 +8,9 @@ from shared.settings import IdentityRules
 RULES = IdentityRules()
 
 
-def play(events: list[tuple[int, str | None, str]], rules: IdentityRules = RULES) -> tuple[Identity, list[IdentityDecision]]:
+def play(
+    events: list[tuple[int, str | None, str]], rules: IdentityRules = RULES
+) -> tuple[Identity, list[IdentityDecision]]:
     identity = Identity()
     decisions = []
     for time_micros, user_id, name in events:
@@ -31,7 +33,13 @@ def test_an_events_own_user_id_wins_and_later_anonymous_events_are_stitched():
 def test_after_logout_anonymous_events_stay_anonymous_until_the_next_login():
     """The logout event keeps its user; events after it are anonymous; a login re-links."""
     _, decisions = play(
-        [(1, "u1", "login"), (2, None, "logout"), (3, None, "page_view"), (4, "u1", "login"), (5, None, "x")]
+        [
+            (1, "u1", "login"),
+            (2, None, "logout"),
+            (3, None, "page_view"),
+            (4, "u1", "login"),
+            (5, None, "x"),
+        ]
     )
     assert [d.user_id for d in decisions] == ["u1", "u1", None, "u1", "u1"]
     assert [d.new_link for d in decisions] == [True, False, False, False, False]
@@ -40,20 +48,24 @@ def test_after_logout_anonymous_events_stay_anonymous_until_the_next_login():
 def test_logout_event_names_are_configurable():
     """LOGOUT_EVENTS replaces the default logout event name."""
     rules = IdentityRules(logout_events=frozenset({"sign_out"}))
-    _, decisions = play([(1, "u1", "login"), (2, None, "sign_out"), (3, None, "logout"), (4, None, "x")], rules)
+    _, decisions = play(
+        [(1, "u1", "login"), (2, None, "sign_out"), (3, None, "logout"), (4, None, "x")], rules
+    )
     assert [d.user_id for d in decisions] == ["u1", "u1", None, None]
 
 
 def test_a_second_user_on_a_shared_device_replaces_the_link_and_history_keeps_both():
     """Another user logging in on the same client takes over from then; both stay linked."""
-    identity, decisions = play([(1, "u1", "login"), (2, None, "x"), (3, "u2", "login"), (4, None, "x")])
+    identity, decisions = play(
+        [(1, "u1", "login"), (2, None, "x"), (3, "u2", "login"), (4, None, "x")]
+    )
     assert [d.user_id for d in decisions] == ["u1", "u1", "u2", "u2"]
     assert identity.linked_users == ("u1", "u2")
     assert [d.new_link for d in decisions] == [True, False, True, False]
 
 
 def test_late_anonymous_events_are_judged_by_their_event_time():
-    """A late event from before the logout keeps the user; one from before the login stays anonymous."""
+    """Late events are judged by event time: before login anonymous, before logout the user."""
     identity, _ = play([(10, "u1", "login"), (20, None, "logout")])
     _, before_login = resolve_identity(identity, None, "x", 5, RULES)
     _, between = resolve_identity(identity, None, "x", 15, RULES)

@@ -19,8 +19,14 @@ NOW = 1_763_800_000_000_000
 RULES = Rules()
 
 
-def event(event_id: str, minutes_ago: float, user_id: str | None = None, stream: str = "G-1",
-          name: str = "page_view", **extra: object) -> RawEvent:
+def event(
+    event_id: str,
+    minutes_ago: float,
+    user_id: str | None = None,
+    stream: str = "G-1",
+    name: str = "page_view",
+    **extra: object,
+) -> RawEvent:
     return RawEvent(
         event_id=event_id,
         client_id="1.2",
@@ -81,11 +87,13 @@ def test_events_from_the_far_future_are_refused():
 
 def test_sessions_are_per_stream_and_identity_is_per_client():
     """Two GA4 streams keep separate sessions; a login on one stitches the other."""
-    state, results = run([
-        event("a", 50, stream="G-1", user_id="u1"),
-        event("b", 40, stream="G-2"),
-        event("c", 5, stream="G-1"),
-    ])
+    state, results = run(
+        [
+            event("a", 50, stream="G-1", user_id="u1"),
+            event("b", 40, stream="G-2"),
+            event("c", 5, stream="G-1"),
+        ]
+    )
     a, b, c = (r.resolved for r in results)
     assert a.session_number == b.session_number == 1
     assert a.session_id != b.session_id
@@ -96,7 +104,9 @@ def test_sessions_are_per_stream_and_identity_is_per_client():
 
 def test_the_enriched_event_keeps_the_raw_payload_and_compares_the_browser_session():
     """enrich adds `resolved` beside the raw fields and flags a browser session mismatch."""
-    raw = event("a", 0, payload={"page_title": "Home", "client_id": "GA1.1.1.2"}, client_session_id=5)
+    raw = event(
+        "a", 0, payload={"page_title": "Home", "client_id": "GA1.1.1.2"}, client_session_id=5
+    )
     resolution = resolve_event(None, raw, RULES, NOW)
     enriched = enrich(raw, resolution.resolved, duplicate=False)
     assert enriched["page_title"] == "Home"
@@ -109,9 +119,18 @@ def test_the_enriched_event_keeps_the_raw_payload_and_compares_the_browser_sessi
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 600), st.sampled_from([None, "u1", "u2"]),
-                          st.sampled_from(["page_view", "login", "logout"]),
-                          st.sampled_from(["G-1", "G-2", ""])), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 600),
+            st.sampled_from([None, "u1", "u2"]),
+            st.sampled_from(["page_view", "login", "logout"]),
+            st.sampled_from(["G-1", "G-2", ""]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_the_stored_document_round_trips_exactly(steps: list) -> None:
     """from_document(to_document(state)) == state for any reachable state."""
     state = None
@@ -124,10 +143,19 @@ def test_the_stored_document_round_trips_exactly(steps: list) -> None:
 
 def test_the_stored_document_stays_bounded_as_history_grows():
     """After the windows fill, more history does not grow the document."""
+
     def size_after(count: int) -> int:
-        events = [event(f"e{i}", 4000 - i * 9, user_id=f"u{i % 7}" if i % 3 == 0 else None,
-                        name="logout" if i % 5 == 0 else "page_view") for i in range(count)]
+        events = [
+            event(
+                f"e{i}",
+                4000 - i * 9,
+                user_id=f"u{i % 7}" if i % 3 == 0 else None,
+                name="logout" if i % 5 == 0 else "page_view",
+            )
+            for i in range(count)
+        ]
         state, _ = run(events, replace(RULES, sessions=SessionRules(timeout_micros=5 * MINUTE)))
         assert state.stream("G-1").count == count
         return len(repr(to_document(state)))
+
     assert size_after(400) <= size_after(200) * 1.02

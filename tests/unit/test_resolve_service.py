@@ -34,8 +34,14 @@ class FakeStore:
         state, version = self.documents.get(client_id, (None, None))  # type: ignore[assignment]
         return Snapshot(state=state, version=version)
 
-    def save(self, snapshot: Snapshot, state: ClientState, links: Sequence[UserLink], expires: datetime,
-             aliases: Sequence[tuple[Snapshot, ClientState]] = ()) -> None:
+    def save(
+        self,
+        snapshot: Snapshot,
+        state: ClientState,
+        links: Sequence[UserLink],
+        expires: datetime,
+        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
+    ) -> None:
         if self.conflicts_to_raise:
             self.conflicts_to_raise -= 1
             raise ConcurrentUpdate("someone else wrote first")
@@ -67,18 +73,32 @@ class FakePublisher:
 
 def cloud_event(payload: dict[str, Any] | bytes, message_id: str = "m1") -> dict[str, Any]:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return {"message": {"data": base64.b64encode(raw).decode(), "messageId": message_id,
-                        "publishTime": "2025-11-22T08:00:00Z"}}
+    return {
+        "message": {
+            "data": base64.b64encode(raw).decode(),
+            "messageId": message_id,
+            "publishTime": "2025-11-22T08:00:00Z",
+        }
+    }
 
 
 def runtime() -> tuple[ResolveRuntime, FakeStore, FakePublisher]:
     store, publisher = FakeStore(), FakePublisher()
-    return ResolveRuntime(SETTINGS, store, publisher, clock=lambda: NOW, sleep=lambda _: None), store, publisher
+    return (
+        ResolveRuntime(SETTINGS, store, publisher, clock=lambda: NOW, sleep=lambda _: None),
+        store,
+        publisher,
+    )
 
 
 def raw(event_id: str, minutes_ago: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"client_id": "1.2", "event_name": "page_view", "event_id": event_id,
-            "timestamp_micros": NOW - minutes_ago * 60_000_000, **extra}
+    return {
+        "client_id": "1.2",
+        "event_name": "page_view",
+        "event_id": event_id,
+        "timestamp_micros": NOW - minutes_ago * 60_000_000,
+        **extra,
+    }
 
 
 def test_a_publish_failure_raises_and_the_redelivery_publishes_the_same_answer():
@@ -147,7 +167,9 @@ def test_a_new_link_is_published_once_and_written_to_the_user_document():
 def test_consent_denied_events_are_published_without_touching_state():
     """analytics_storage denied: no load, no save, no user id, still forwarded."""
     service, store, publisher = runtime()
-    outcome = service.handle(cloud_event(raw("e1", user_id="u", consent={"analytics_storage": "denied"})))
+    outcome = service.handle(
+        cloud_event(raw("e1", user_id="u", consent={"analytics_storage": "denied"}))
+    )
     assert outcome.status == "cookieless"
     assert store.saves == 0
     [enriched] = publisher.on(SETTINGS.topics.enriched)

@@ -12,6 +12,7 @@ Two theorems of ``shared.sessions``:
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -55,7 +56,9 @@ def true_sessions(times: dict[str, int]) -> list[list[str]]:
     return sessions
 
 
-def deliver(order: list[str], times: dict[str, int]) -> tuple[ClientState | None, dict[str, list[Resolved]]]:
+def deliver(
+    order: list[str], times: dict[str, int]
+) -> tuple[ClientState | None, dict[str, list[Resolved]]]:
     state: ClientState | None = None
     answers: dict[str, list[Resolved]] = defaultdict(list)
     for event_id in order:
@@ -100,9 +103,7 @@ def realistic_delivery(draw: st.DrawFn) -> tuple[dict[str, int], list[str]]:
     for index in set(session_of.values()):
         members = [e for e in ordered if session_of[e] == index]
         on_time = [e for e in members if e not in late]
-        gaps_ok = all(
-            times[b] - times[a] < TIMEOUT for a, b in zip(on_time, on_time[1:], strict=False)
-        )
+        gaps_ok = all(times[b] - times[a] < TIMEOUT for a, b in itertools.pairwise(on_time))
         span_ok = bool(on_time) and all(
             times[on_time[0]] - TIMEOUT < times[e] < times[on_time[-1]] + TIMEOUT for e in members
         )

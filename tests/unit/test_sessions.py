@@ -72,10 +72,11 @@ def test_a_late_event_before_a_sessions_start_extends_it_and_keeps_its_id():
 
 
 def test_a_late_event_far_from_every_window_opens_a_late_session_in_the_gap():
-    """A late event in a gap becomes its own session, numbered next, pointing at the one before it."""
+    """A late event in a gap is its own session, numbered next, pointing at the one before."""
     _, answers = run([0, 120, 60])
     late = answers[2]
-    assert late.is_new_session and late.late
+    assert late.is_new_session
+    assert late.late
     assert late.session_number == 3
     assert late.previous_session_id == answers[0].session_id
     _, more = run([0, 120, 60, 300])
@@ -94,7 +95,7 @@ def test_campaign_change_splits_only_when_enabled():
     """A new utm campaign opens a session only with split_on_campaign."""
     stream = StreamSessions(stream="")
     rules = replace(RULES, split_on_campaign=True)
-    stream, first = assign_session(stream, SessionEvent(T0, "a", "utm_source=x"), rules)
+    stream, _ = assign_session(stream, SessionEvent(T0, "a", "utm_source=x"), rules)
     _, same = assign_session(stream, SessionEvent(T0 + MINUTE, "b", None), rules)
     _, changed = assign_session(stream, SessionEvent(T0 + MINUTE, "c", "utm_source=y"), rules)
     _, default = assign_session(stream, SessionEvent(T0 + MINUTE, "c", "utm_source=y"), RULES)
