@@ -67,7 +67,7 @@ class PubSubPublisher:
     """``Publisher`` over ``google.cloud.pubsub_v1.PublisherClient`` with message ordering."""
 
     def __init__(self, project: str, timeout_seconds: float = 30.0) -> None:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.cloud import pubsub_v1
 
         self._project = project
         self._timeout = timeout_seconds
