@@ -16,14 +16,15 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidEvent
+from shared.privacy import apply_ip_policy
 from shared.settings import Settings
+from shared.validation import DEVICE_FIELDS, USER_LOCATION_FIELDS
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -59,18 +60,6 @@ SYSTEM_FIELDS = frozenset(
 )
 SYSTEM_PREFIXES = ("x-ga-", "x-sst-", "gtm.")
 PAGE_PARAMS = ("page_location", "page_referrer", "page_title")
-USER_LOCATION_FIELDS = ("city", "region_id", "country_id", "subcontinent_id", "continent_id")
-DEVICE_FIELDS = (
-    "category",
-    "language",
-    "screen_resolution",
-    "operating_system",
-    "operating_system_version",
-    "model",
-    "brand",
-    "browser",
-    "browser_version",
-)
 ALWAYS_KEPT = frozenset({"session_id", "engagement_time_msec"})
 
 
@@ -208,18 +197,9 @@ def engagement_time(value: object, default: int) -> int:
     return msec if msec > 0 else default
 
 
-def anonymize_ip(ip: object, mode: str) -> str | None:
-    """``pass`` as received, ``truncate`` to /24 (IPv4) or /48 (IPv6), ``drop``."""
-    if mode == "drop" or not isinstance(ip, str) or not ip:
-        return None
-    if mode == "pass":
-        return ip
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+def _ip(ip: object, mode: str) -> str | None:
+    """``IP_MODE`` applied to the raw ``ip_override`` (see ``shared.privacy``)."""
+    return apply_ip_policy(ip, mode) if isinstance(ip, str) and ip else None
 
 
 def _is_system(name: str, rules: PayloadRules) -> bool:
@@ -275,7 +255,7 @@ def consent_block(consent: Mapping[str, str | None]) -> dict[str, str]:
     return block
 
 
-def _known_fields(raw: object, names: tuple[str, ...]) -> dict[str, Any]:
+def _known_fields(raw: object, names: frozenset[str]) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         return {}
     return {name: raw[name] for name in names if raw.get(name) not in (None, "")}
@@ -300,7 +280,7 @@ def build_request(event: Mapping[str, Any], rules: PayloadRules) -> MeasurementR
         "user_properties": user_properties(event.get("user_properties")),
         "consent": consent_block(resolved.consent),
         "user_location": _known_fields(event.get("user_location"), USER_LOCATION_FIELDS),
-        "ip_override": anonymize_ip(event.get("ip_override"), rules.ip_mode),
+        "ip_override": _ip(event.get("ip_override"), rules.ip_mode),
         "device": device_block(event),
         "user_agent": event.get("user_agent") or None,
     }
