@@ -224,6 +224,8 @@ class ResolveRuntime:
         target = self._store.load(canonical)
         if target.state is not None and target.state.alias_of:
             canonical = target.state.alias_of
+            if canonical == event.client_id:
+                return self._commit(own, event, now)
             target = self._store.load(canonical)
         alias = replace(
             own.state

@@ -14,7 +14,8 @@ from shared.errors import ConcurrentUpdate, TransientError
 from shared.firestore_store import Snapshot, UserLink
 from shared.pubsub import OutgoingMessage
 from shared.resolve_service import ResolveRuntime
-from shared.settings import Settings
+from shared.link_tokens import mint_link_token
+from shared.settings import PrivacySettings, Settings
 from shared.state import ClientState
 
 NOW = 1_763_800_000_000_000
@@ -45,11 +46,14 @@ class FakeStore:
         if self.conflicts_to_raise:
             self.conflicts_to_raise -= 1
             raise ConcurrentUpdate("someone else wrote first")
-        current = self.documents.get(state.client_id)
-        if (current[1] if current else None) != snapshot.version:
-            raise ConcurrentUpdate("stale version")
-        self.saves += 1
-        self.documents[state.client_id] = (state, self.saves)
+        written = [(snapshot, state), *aliases]
+        for old, new in written:
+            current = self.documents.get(new.client_id)
+            if (current[1] if current else None) != old.version:
+                raise ConcurrentUpdate("stale version")
+        for _, new in written:
+            self.saves += 1
+            self.documents[new.client_id] = (new, self.saves)
         self.links.extend(links)
 
     def forget(self, client_id: str) -> None:
@@ -175,3 +179,60 @@ def test_consent_denied_events_are_published_without_touching_state():
     [enriched] = publisher.on(SETTINGS.topics.enriched)
     assert enriched["resolved"]["user_id"] is None
     assert enriched["resolved"]["session_id"] is None
+
+
+class FakeEvidence:
+    """A ``LinkEvidenceStore`` in memory."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, str] = {}
+
+    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
+        return self.spent.setdefault(token_id, event_id) == event_id
+
+    def candidates(self, key: str) -> list[Any]:
+        return []
+
+    def remember(self, key: str, candidate: Any, expires: datetime) -> None:
+        pass
+
+
+def linking_runtime() -> tuple[ResolveRuntime, FakeStore, FakePublisher]:
+    settings = Settings(project="demo-test", privacy=PrivacySettings(link_token_secret="s" * 32))
+    store, publisher = FakeStore(), FakePublisher()
+    service = ResolveRuntime(
+        settings,
+        store,
+        publisher,
+        clock=lambda: NOW,
+        sleep=lambda _: None,
+        link_evidence=FakeEvidence(),
+    )
+    return service, store, publisher
+
+
+def with_token(event_id: str, client_id: str, canonical: str, minutes_ago: int) -> dict[str, Any]:
+    token = mint_link_token(canonical, "s" * 32, NOW / 1_000_000, 300, f"nonce-{event_id}")
+    return {
+        **raw(event_id, minutes_ago),
+        "client_id": client_id,
+        "page_location": f"https://checkout.example/?_gs_link={token}",
+    }
+
+
+def test_an_aliased_client_follows_its_canonical_client_and_a_cycle_is_refused():
+    """B aliased to A resolves on A; a token on A pointing back at B never aliases A to itself."""
+    service, store, publisher = linking_runtime()
+    service.handle(cloud_event(raw("a1", 5)))
+    service.handle(cloud_event(with_token("b1", "3.4", "1.2", 4)))
+    service.handle(cloud_event(with_token("a2", "1.2", "3.4", 3)))
+    results = {
+        e["resolved"]["event_id"]: e["resolved"] for e in publisher.on(SETTINGS.topics.enriched)
+    }
+    assert results["b1"]["client_id"] == "1.2"
+    assert results["b1"]["link"] == {"kind": "token", "from_client_id": "3.4"}
+    assert results["a2"]["client_id"] == "1.2"
+    assert results["a2"]["link"] is None
+    assert store.documents["3.4"][0].alias_of == "1.2"
+    assert store.documents["1.2"][0].alias_of is None
+    assert {r["session_id"] for r in results.values()} == {results["a1"]["session_id"]}
