@@ -10,6 +10,7 @@ JSON stream that can be piped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -18,7 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ga4_stitch.pipeline import LocalPipeline, PipelineInfo
 
 
 class UsageError(Exception):
@@ -191,6 +195,311 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- local pipeline
+
+STATE_DIR = Path(".ga4-stitch")
+STATE_FILE = "run.json"
+
+
+def _add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=STATE_DIR,
+        help=f"where run keeps its state file, logs and GA4 record (default {STATE_DIR})",
+    )
+
+
+def _add_attach_argument(parser: argparse.ArgumentParser) -> None:
+    _add_state_arguments(parser)
+    parser.add_argument(
+        "--pipeline-from",
+        type=Path,
+        metavar="FILE",
+        help="the state file of a running `ga4-stitch run` (default: STATE_DIR/run.json if "
+        "its owner is alive)",
+    )
+
+
+def _state_dir(path: Path) -> Path:
+    """The state directory, created with a .gitignore so a clone stays clean."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    return path
+
+
+def _attached(args: argparse.Namespace) -> PipelineInfo | None:
+    """The running pipeline named by ``--pipeline-from``, else the state directory's."""
+    from ga4_stitch.pipeline import PipelineError, PipelineInfo
+
+    if args.pipeline_from is not None:
+        try:
+            return PipelineInfo.load(args.pipeline_from)
+        except PipelineError as exc:
+            raise UsageError(str(exc)) from exc
+    default = args.state_dir / STATE_FILE
+    if default.exists():
+        try:
+            return PipelineInfo.load(default)
+        except PipelineError as exc:
+            progress(f"ignoring {default}: {exc}")
+    return None
+
+
+def _describe(info: PipelineInfo, state_file: Path) -> list[str]:
+    topics, subscriptions = info.topics, info.subscriptions
+    return [
+        f"Pub/Sub emulator   {info.pubsub_host}   (project {info.project})",
+        f"Firestore emulator {info.firestore_host}",
+        f"resolve function   {info.functions['resolve']}   log {info.logs['resolve']}",
+        f"forward function   {info.functions['forward']}   log {info.logs['forward']}",
+        f"local GA4          {info.ga4_url}/mp/collect   record {info.ga4_record}",
+        f"topic {topics['raw_events']} -> push {subscriptions['resolve']} -> resolve",
+        f"topic {topics['enriched']} -> push {subscriptions['forward']} -> forward",
+        f"topic {topics['identity_links']} -> pull {subscriptions['identity_links']}",
+        f"dead letters: pull {subscriptions['resolve_dead_letter']}, "
+        f"{subscriptions['forward_dead_letter']}",
+        f"state file         {state_file}",
+        "in another shell:",
+        f"  export PUBSUB_EMULATOR_HOST={info.pubsub_host} "
+        f"FIRESTORE_EMULATOR_HOST={info.firestore_host} GOOGLE_CLOUD_PROJECT={info.project}",
+        "  .venv/bin/ga4-stitch replay EVENTS.ndjson --out SENT.ndjson",
+    ]
+
+
+def _ordering_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ordering-key",
+        choices=("received", "canonical"),
+        default="received",
+        help="received: client_id as sent, like the GTM SC tag (default); canonical: the "
+        "resolver's client, so a burst keeps each client's order (docs/local-pipeline.md)",
+    )
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo", action="store_true", help="publish a simulated stream, summarise, exit"
+    )
+    parser.add_argument(
+        "--people", type=_positive_int, default=40, help="people simulated by --demo (40)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of --demo's stream (1)")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep what already-running emulators hold (default: start with empty Firestore)",
+    )
+    _ordering_argument(parser)
+    _add_state_arguments(parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ga4_stitch.pipeline import LocalPipeline, PipelineError, PipelineInfo, PipelineOptions
+
+    state_file = args.state_dir / STATE_FILE
+    if state_file.exists():
+        with contextlib.suppress(PipelineError):
+            running = PipelineInfo.load(state_file)
+            raise UsageError(f"a pipeline already runs (pid {running.pid}, {state_file})")
+    options = PipelineOptions(work_dir=_state_dir(args.state_dir) / "run", keep_data=args.keep_data)
+    try:
+        with LocalPipeline(options, report=progress) as pipeline:
+            pipeline.info.save(state_file)
+            for line in _describe(pipeline.info, state_file):
+                progress(line)
+            if args.demo:
+                return _demo(pipeline, args)
+            progress("running; Ctrl-C stops everything")
+            return _watch(pipeline)
+    except PipelineError as exc:
+        progress(f"ga4-stitch run: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        progress("stopped")
+        return 130 if args.demo else 0
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(state_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                state_file.unlink()
+
+
+def _watch(pipeline: LocalPipeline) -> int:
+    while True:
+        time.sleep(0.5)
+        dead = pipeline.dead_processes()
+        if dead:
+            progress(f"stopping: {', '.join(dead)} exited on its own (see the logs above)")
+            return 1
+
+
+def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
+    from ga4_stitch.replay import replay
+    from ga4_stitch.score import format_score, score
+    from ga4_stitch.simulate import SimulationConfig, simulate
+
+    work = pipeline.options.work_dir
+    config = SimulationConfig(
+        people=args.people, seed=args.seed, start_micros=time.time_ns() // 1000
+    )
+    result = simulate(config)
+    events = work / "demo-events.ndjson"
+    with events.open("w", encoding="utf-8") as stream:
+        write_ndjson(result.deliveries, stream)
+    progress(f"simulated {args.people} people: {len(result.deliveries)} deliveries in {events}")
+    summary = replay(
+        pipeline, events, work / "demo-sent.ndjson", report=progress, ordering_key=args.ordering_key
+    )
+    print(summary.format())
+    sent = [json.loads(line) for line in Path(summary.out_path).read_text().splitlines()]
+    print(format_score(score({r.event_id: r.to_json() for r in result.truth}, sent)))
+    return 1 if summary.missing else 0
+
+
+def _configure_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", type=Path, help="NDJSON of raw events, one JSON object a line")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="SENT NDJSON (and OUT.deadletter) to write"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="give up after this many seconds without an event reaching GA4 or a "
+        "dead-letter topic (60)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="publish at most this many events a second"
+    )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep Firestore's state (default: empty it first, or every event is a duplicate "
+        "of the last replay)",
+    )
+    _ordering_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_attach_argument(parser)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ga4_stitch.pipeline import LocalPipeline, PipelineError, PipelineOptions
+    from ga4_stitch.replay import replay
+
+    if not args.events.is_file():
+        raise UsageError(f"{args.events}: no such file")
+    if args.timeout <= 0 or (args.rate is not None and args.rate <= 0):
+        raise UsageError("--timeout and --rate must be positive")
+    options = {
+        "timeout": args.timeout,
+        "rate": args.rate,
+        "ordering_key": args.ordering_key,
+        "report": progress,
+    }
+    info = _attached(args)
+    try:
+        if info is not None:
+            progress(f"replaying through the running pipeline (pid {info.pid})")
+            summary = replay(info, args.events, args.out, clear_state=not args.keep_data, **options)
+        else:
+            work = _state_dir(args.state_dir) / "replay"
+            with LocalPipeline(
+                PipelineOptions(work_dir=work, keep_data=args.keep_data), report=progress
+            ) as pipeline:
+                info = pipeline.info
+                summary = replay(pipeline, args.events, args.out, **options)
+    except PipelineError as exc:
+        progress(f"ga4-stitch replay: error: {exc}")
+        return 1
+    print(json.dumps(summary.to_json(), indent=2) if args.json else summary.format())
+    if summary.malformed_lines:
+        lines = ", ".join(str(line) for line, _ in summary.malformed_lines[:20])
+        progress(f"{len(summary.malformed_lines)} malformed input lines skipped: {lines}")
+    if summary.missing:
+        progress(
+            f"ga4-stitch replay: error: {summary.missing} of {summary.distinct_events} events "
+            f"neither reached GA4 nor a dead-letter topic (no progress for {args.timeout:g} s); "
+            f"first: {', '.join(summary.missing_ids[:5])}; function logs: "
+            f"{', '.join(info.logs.values())}"
+        )
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- inspect, erase
+
+
+def _configure_state_query(parser: argparse.ArgumentParser, verb: str) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--client-id", help=f"{verb} one client (a GA4 client id)")
+    target.add_argument("--user-id", help=f"{verb} one user and every client linked to them")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    _add_attach_argument(parser)
+
+
+def _reader(args: argparse.Namespace) -> Any:
+    """A ``StateReader`` on the running pipeline's Firestore, else the one the environment
+    names (``FIRESTORE_EMULATOR_HOST``, or a real project's ``GOOGLE_CLOUD_PROJECT``)."""
+    from ga4_stitch.inspect import StateReader
+    from ga4_stitch.pipeline import PROJECT, client_environment
+    from shared.errors import SettingsError
+    from shared.firestore_store import firestore_client
+    from shared.settings import Settings
+
+    info = _attached(args)
+    environ = dict(os.environ)
+    if info is not None:
+        environ.update(GOOGLE_CLOUD_PROJECT=info.project, PII_HASH_SECRET=info.pii_hash_secret)
+    elif environ.get("FIRESTORE_EMULATOR_HOST"):
+        environ.setdefault("GOOGLE_CLOUD_PROJECT", PROJECT)
+    elif not environ.get("GOOGLE_CLOUD_PROJECT"):
+        raise UsageError(
+            f"no running pipeline ({args.state_dir / STATE_FILE}), and neither "
+            "FIRESTORE_EMULATOR_HOST nor GOOGLE_CLOUD_PROJECT is set"
+        )
+    try:
+        settings = Settings.from_env(environ)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
+    if info is None:
+        return StateReader(firestore_client(settings), settings)
+    with client_environment(info.project, info.pubsub_host, info.firestore_host):
+        return StateReader(firestore_client(settings), settings)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ga4_stitch.inspect import client_report, format_report, user_report
+
+    reader = _reader(args)
+    if args.client_id is not None:
+        report = client_report(reader, args.client_id)
+    else:
+        report = user_report(reader, args.user_id)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["found"] else 1
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from ga4_stitch.inspect import erase_client, erase_user
+
+    reader = _reader(args)
+    if args.client_id is not None:
+        erasure = erase_client(reader, args.client_id)
+    else:
+        erasure = erase_user(reader, args.user_id)
+    if args.json:
+        print(json.dumps({"deleted": erasure.deleted, "absent": erasure.absent}, indent=2))
+    else:
+        for path in erasure.deleted:
+            print(f"deleted  {path}")
+        for path in erasure.absent:
+            print(f"absent   {path}")
+        progress(f"erased {len(erasure.deleted)} documents")
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "simulate",
@@ -203,6 +512,30 @@ COMMANDS: tuple[Command, ...] = (
         "compare the events that reached GA4 with a simulation's ground truth",
         _configure_score,
         _score,
+    ),
+    Command(
+        "run",
+        "the whole pipeline on the emulators until Ctrl-C (or, with --demo, one simulated run)",
+        _configure_run,
+        _run,
+    ),
+    Command(
+        "replay",
+        "publish raw events through the pipeline; write what reached GA4 and what was refused",
+        _configure_replay,
+        _replay,
+    ),
+    Command(
+        "inspect",
+        "show the stored identity and session state of a client or a user",
+        lambda parser: _configure_state_query(parser, "show"),
+        _inspect,
+    ),
+    Command(
+        "erase",
+        "delete a user's (or a client's) stored state: a GDPR erasure request",
+        lambda parser: _configure_state_query(parser, "erase"),
+        _erase,
     ),
 )
 

@@ -6,8 +6,9 @@ Both validate exactly like ``shared.validation`` in strict mode (every message c
 is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query parameters.
 
 Every request is recorded, in memory and as one NDJSON line
-``{received_at_micros, path, measurement_id, body, validation_messages, status}``; the API
-secret is never recorded nor logged. A fault plan makes the next requests fail (any status,
+``{received_at_micros, path, measurement_id, event_id, body, validation_messages, status}``
+(``event_id``: the forwarder's ``X-Ga4-Stitch-Event-Id`` header, or null); the API secret
+is never recorded nor logged. A fault plan makes the next requests fail (any status,
 with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` in
 process, or ``POST /__admin/faults`` from another process. ``GET /__admin/requests`` returns
 the records.
@@ -26,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from shared.ga4_client import EVENT_ID_HEADER
 from shared.validation import Code, Message, parse_body, validate
 
 COLLECT_PATH = "/mp/collect"
@@ -143,6 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "received_at_micros": received,
                 "path": path,
                 "measurement_id": query.get("measurement_id", [None])[0],
+                "event_id": self._event_id(),
                 "body": body if body is not None else raw.decode("utf-8", "backslashreplace"),
                 "validation_messages": [message.as_ga4() for message in messages],
                 "status": status,
@@ -156,6 +159,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, json.dumps(answer).encode())
         else:
             self._answer(204, b"")
+
+    def _event_id(self) -> str | None:
+        header = self.headers.get(EVENT_ID_HEADER)
+        return unquote(header) if header else None
 
     def _answer(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         try:

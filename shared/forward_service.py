@@ -140,7 +140,7 @@ class ForwardRuntime:
             self._log("duplicate_suppressed", request, "duplicate skipped: GA4 already has it")
             return ForwardOutcome("duplicate", measurement_id=request.measurement_id)
         try:
-            self._sender.send(request.measurement_id, body)
+            self._sender.send(request.measurement_id, body, event_id=request.event_id)
         except StitchError:
             self._release(claim)
             raise

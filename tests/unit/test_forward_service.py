@@ -26,14 +26,16 @@ class FakeGa4:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.event_ids: list[str | None] = []
         self.failures: list[Exception] = []
         self.remote_messages: list[dict[str, Any]] = []
         self.validated = 0
 
-    def send(self, measurement_id: str, body: bytes) -> None:
+    def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((measurement_id, json.loads(body)))
+        self.event_ids.append(event_id)
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
         self.validated += 1
@@ -146,6 +148,12 @@ def test_an_enriched_event_is_sent_once_and_marked_sent(world: World) -> None:
     assert body["user_id"] == "cust-1"
     assert body["events"][0]["params"]["session_id"] == 1_763_800_000
     assert [entry["state"] for entry in world.ledger.entries.values()] == ["sent"]
+
+
+def test_the_request_names_the_event_it_carries(world: World) -> None:
+    """The sender is told the event id, so the request can carry it as a header."""
+    world.deliver(enriched("e-77"))
+    assert world.ga4.event_ids == ["e-77"]
 
 
 def test_a_redelivered_event_is_not_sent_again(world: World) -> None:

@@ -133,6 +133,25 @@ def test_each_stream_uses_its_own_secret(ga4: LocalGa4, sleeps: list[float]) -> 
     assert "api_secret=default-secret" in urls[1]
 
 
+@pytest.mark.parametrize("event_id", ["e0000001.1a2b3c4d", "ünïcode/id with spaces\r\n"])
+def test_the_event_id_header_reaches_the_endpoint_and_is_recorded(
+    ga4: LocalGa4, sleeps: list[float], event_id: str
+) -> None:
+    """Any event id survives the header (percent-encoded) and lands in the record."""
+    client_for(ga4.url, sleeps).send("G-TEST", VALID, event_id=event_id)
+    (record,) = ga4.requests()
+    assert record["event_id"] == event_id
+
+
+def test_a_request_without_an_event_id_is_recorded_with_none(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """No header, no id: the record says null rather than guessing."""
+    client_for(ga4.url, sleeps).send("G-TEST", VALID)
+    (record,) = ga4.requests()
+    assert record["event_id"] is None
+
+
 def test_validate_remote_returns_ga4s_validation_messages(
     ga4: LocalGa4, sleeps: list[float]
 ) -> None:
@@ -199,6 +218,7 @@ def test_every_request_is_one_ndjson_line(ga4: LocalGa4, tmp_path: Path) -> None
         "received_at_micros",
         "path",
         "measurement_id",
+        "event_id",
         "body",
         "validation_messages",
         "status",
