@@ -67,13 +67,13 @@ class PubSubPublisher:
     """``Publisher`` over ``google.cloud.pubsub_v1.PublisherClient`` with message ordering."""
 
     def __init__(self, project: str, timeout_seconds: float = 30.0) -> None:
-        from google.cloud import pubsub_v1
+        from google.cloud.pubsub_v1 import PublisherClient, types
 
         self._project = project
         self._timeout = timeout_seconds
-        self._client = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005),
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        self._client = PublisherClient(
+            batch_settings=types.BatchSettings(max_latency=0.005),
+            publisher_options=types.PublisherOptions(enable_message_ordering=True),
         )
 
     def topic_path(self, topic: str) -> str:
