@@ -220,7 +220,6 @@ const JSON = require('JSON');
 const Math = require('Math');
 const Object = require('Object');
 const encodeUriComponent = require('encodeUriComponent');
-const generateRandom = require('generateRandom');
 const getAllEventData = require('getAllEventData');
 const getGoogleAuth = require('getGoogleAuth');
 const getTimestampMillis = require('getTimestampMillis');
@@ -230,6 +229,7 @@ const makeNumber = require('makeNumber');
 const makeString = require('makeString');
 const queryPermission = require('queryPermission');
 const sendHttpRequest = require('sendHttpRequest');
+const sha256Sync = require('sha256Sync');
 const toBase64 = require('toBase64');
 
 const PUBSUB_SCOPE = 'https://www.googleapis.com/auth/pubsub';
@@ -334,32 +334,52 @@ function buildMessage(all) {
     if (name && !isNil(row.value)) setPath(message, name, row.value);
   });
   message = withoutNulls(message);
-  if (!textOf(message.event_id)) message.event_id = newEventId(all);
-  if (data.addEventTime !== false) message.timestamp_micros = eventTimeMicros(message, all);
+  const ownMicros = ownTimeMicros(message, all);
+  const nowMs = getTimestampMillis();
+  if (!textOf(message.event_id)) message.event_id = derivedEventId(all, ownMicros, nowMs);
+  if (data.addEventTime !== false) message.timestamp_micros = ownMicros || nowMs * 1000;
   return message;
 }
 
-// Keeps the event's own time: timestamp_micros, else a millisecond field, else now.
-function eventTimeMicros(message, all) {
+// The event's own time in microseconds, or 0: timestamp_micros, else the first
+// millisecond field, in whole milliseconds. The inline variable computes the same value
+// (its event_timestamp is this divided by 1000), so both paths see one event time.
+function ownTimeMicros(message, all) {
   const micros = positiveNumber(message.timestamp_micros);
   if (micros) return Math.floor(micros);
   for (let i = 0; i < MS_TIME_FIELDS.length; i++) {
     const field = MS_TIME_FIELDS[i];
-    const millis = positiveNumber(message[field]) || positiveNumber(all[field]);
-    if (millis) return Math.floor(millis * 1000);
+    const millis = timeField(message, field) || timeField(all, field);
+    if (millis) return Math.floor(millis) * 1000;
   }
-  return getTimestampMillis() * 1000;
+  return 0;
 }
 
-// Unique per event (two random 31-bit parts), and traceable to the browser hit through
-// the page id and request count when the GA4 client provides them.
-function newEventId(all) {
-  const parts = ['gs', makeString(getTimestampMillis())];
-  if (!isNil(all['x-ga-page_id'])) {
-    parts.push(makeString(all['x-ga-page_id']) + '.' + makeString(all['x-ga-request_count'] || 0));
+// A time field: a nested path first (gtm > start, as getEventData reads "gtm.start"),
+// then a key of that name as a whole.
+function timeField(object, name) {
+  const dot = name.indexOf('.');
+  if (dot !== -1) {
+    const head = object[name.substring(0, dot)];
+    const nested = getType(head) === 'object' ? positiveNumber(head[name.substring(dot + 1)]) : 0;
+    if (nested) return nested;
   }
-  parts.push(makeString(generateRandom(0, 2147483647)) + makeString(generateRandom(0, 2147483647)));
-  return parts.join('-');
+  return positiveNumber(object[name]);
+}
+
+// The same id the inline variable derives for this event, with no random part:
+// "gs-" + 32 hex digits of the SHA-256 of client id, stream, GA4 page id, request count,
+// event name and the event's own time in ms. Without an own time, the time is left out
+// when the page id identifies the hit, else the current time stands in.
+function derivedEventId(all, ownMicros, nowMs) {
+  const pageId = textOf(all['x-ga-page_id']);
+  let time = '';
+  if (ownMicros) time = makeString(Math.floor(ownMicros / 1000));
+  else if (!pageId) time = makeString(nowMs);
+  const stream = textOf(all['x-ga-measurement_id']) || textOf(all.measurement_id);
+  const parts = [textOf(all.client_id), stream, pageId, textOf(all['x-ga-request_count']),
+    textOf(all.event_name), time];
+  return 'gs-' + sha256Sync(JSON.stringify(parts), { outputEncoding: 'hex' }).substring(0, 32);
 }
 
 function topicPath() {

@@ -96,6 +96,14 @@ ___TEMPLATE_PARAMETERS___
       {
         "value": "reason",
         "displayValue": "reason (why the fallback was used)"
+      },
+      {
+        "value": "event_id",
+        "displayValue": "event_id (as the Pub/Sub tag publishes it)"
+      },
+      {
+        "value": "event_timestamp",
+        "displayValue": "event_timestamp (milliseconds, as sent to the endpoint)"
       }
     ],
     "simpleValueType": true,
@@ -218,9 +226,13 @@ ___SANDBOXED_JS_FOR_SERVER___
 
 // ga4-stitch: resolve identity and session inline, from the resolve-identity-session
 // endpoint, while the event is still in the container.
-// Request:  POST {client_id, user_id?, event_timestamp (ms)}
+// Request:  POST {client_id, event_id, event_timestamp (ms), and when the event has them
+//            user_id, event_name, measurement_id, x-ga-gcs, consent, page_location,
+//            page_referrer, user_agent, link_token}
 // Answer:   {resolved_user_id, resolved_ga_session_id, session_number, identity_source,
 //            client_id, event_index, is_new_session}; 400 with a reason on bad input.
+// event_id and event_timestamp are those the Pub/Sub tag publishes for the same event,
+// so the endpoint and the pipeline record the event once, at one time, in one stream.
 // The value never fails: when the call fails, times out or answers badly, it is the
 // event's own (incoming) ids with source "fallback" and the reason. Results are kept for
 // a few seconds per event, so later reads of this variable (or of another variable from
@@ -238,6 +250,7 @@ const makeNumber = require('makeNumber');
 const makeString = require('makeString');
 const queryPermission = require('queryPermission');
 const sendHttpRequest = require('sendHttpRequest');
+const sha256Sync = require('sha256Sync');
 const templateDataStorage = require('templateDataStorage');
 
 const IAM_SCOPE = 'https://www.googleapis.com/auth/iam';
@@ -252,33 +265,64 @@ const TOKENS_KEY = 'id_tokens';
 const TOKEN_TTL_MS = 50 * 60 * 1000;
 const MAX_TIME_VALUE = 1e16;
 const OUTPUT_FIELDS = ['resolved_user_id', 'resolved_ga_session_id', 'session_number',
-  'source', 'identity_source', 'client_id', 'event_index', 'is_new_session', 'reason'];
+  'source', 'identity_source', 'client_id', 'event_index', 'is_new_session', 'reason',
+  'event_id', 'event_timestamp'];
+// Sent to the endpoint as they are when the event has them (text values).
+const PASSED_TEXT_FIELDS = ['user_id', 'event_name', 'measurement_id', 'x-ga-gcs',
+  'page_location', 'page_referrer', 'user_agent', 'link_token'];
 
 const startedAt = getTimestampMillis();
 const endpoint = textOf(data.endpointUrl);
 const incoming = readIncoming();
+// The event's id and time as the Pub/Sub tag publishes them; set once the time is known.
+const ids = { event_id: incoming.event_id || null, event_timestamp: incoming.event_timestamp || null };
 
 return resolve();
 
 function resolve() {
   if (!incoming.client_id) return output(fallback('missing_client_id'));
+  const key = eventKey();
+  const known = findResult(key);
+  if (known && known.value) return output(known.value);
+  ids.event_timestamp = known ? known.ts : incoming.event_timestamp || startedAt;
+  ids.event_id = incoming.event_id || derivedEventId(ids.event_timestamp);
   if (endpoint.indexOf('https://') !== 0) return output(failure('invalid_endpoint', {}));
   if (!queryPermission('send_http', endpoint)) {
     return output(failure('endpoint_not_permitted', {
       hint: 'add the endpoint to the template permission "Sends HTTP requests"',
     }));
   }
-  const key = eventKey();
-  const known = findResult(key);
-  if (known && known.value) return output(known.value);
-  const eventTimestamp = known ? known.ts : incoming.event_timestamp || startedAt;
-  if (!known) remember(key, eventTimestamp, null);
-  const body = { client_id: incoming.client_id, event_timestamp: eventTimestamp };
-  if (incoming.user_id) body.user_id = incoming.user_id;
-  return callWithAuth(JSON.stringify(body)).then((result) => {
-    remember(key, eventTimestamp, result);
+  if (!known) remember(key, ids.event_timestamp, null);
+  return callWithAuth(JSON.stringify(requestBody())).then((result) => {
+    remember(key, ids.event_timestamp, result);
     return output(result);
   });
+}
+
+function requestBody() {
+  const body = {
+    client_id: incoming.client_id,
+    event_id: ids.event_id,
+    event_timestamp: ids.event_timestamp,
+  };
+  PASSED_TEXT_FIELDS.forEach((field) => {
+    if (incoming[field]) body[field] = incoming[field];
+  });
+  if (getType(incoming.consent) === 'object') body.consent = incoming.consent;
+  return body;
+}
+
+// The id the Pub/Sub tag derives for an event without its own event_id, from the same
+// fields: "gs-" + 32 hex digits of the SHA-256 of client id, stream, GA4 page id, request
+// count, event name and the event's own time in ms. Without an own time, the time is
+// left out when the page id identifies the hit, else the time of the first read stands in.
+function derivedEventId(eventTimestamp) {
+  let time = '';
+  if (incoming.event_timestamp) time = makeString(incoming.event_timestamp);
+  else if (!incoming.page_id) time = makeString(eventTimestamp);
+  const parts = [incoming.client_id, incoming.measurement_id, incoming.page_id,
+    incoming.request_count, incoming.event_name, time];
+  return 'gs-' + sha256Sync(JSON.stringify(parts), { outputEncoding: 'hex' }).substring(0, 32);
 }
 
 function callWithAuth(body) {
@@ -325,6 +369,8 @@ function fromAnswer(body, status) {
     client_id: textOf(answer.client_id) || incoming.client_id,
     event_index: numberOrNull(answer.event_index),
     is_new_session: getType(answer.is_new_session) === 'boolean' ? answer.is_new_session : null,
+    event_id: ids.event_id,
+    event_timestamp: ids.event_timestamp,
   };
 }
 
@@ -344,6 +390,8 @@ function fallback(reason) {
     client_id: incoming.client_id || null,
     event_index: null,
     is_new_session: null,
+    event_id: ids.event_id,
+    event_timestamp: ids.event_timestamp,
   };
 }
 
@@ -432,7 +480,7 @@ function forgetToken() {
 function eventKey() {
   return JSON.stringify([endpoint, data.authMode || 'id_token', incoming.client_id,
     incoming.user_id, incoming.event_name, incoming.event_id, incoming.event_timestamp,
-    incoming.page_id, incoming.request_count]);
+    incoming.measurement_id, incoming.page_id, incoming.request_count]);
 }
 
 function findResult(key) {
@@ -466,10 +514,19 @@ function readIncoming() {
     ga_session_number: getEventData('ga_session_number'),
     page_id: textOf(getEventData('x-ga-page_id')),
     request_count: textOf(getEventData('x-ga-request_count')),
+    measurement_id: textOf(getEventData('x-ga-measurement_id'))
+      || textOf(getEventData('measurement_id')),
+    'x-ga-gcs': textOf(getEventData('x-ga-gcs')),
+    consent: getEventData('consent'),
+    page_location: textOf(getEventData('page_location')),
+    page_referrer: textOf(getEventData('page_referrer')),
+    user_agent: textOf(getEventData('user_agent')),
+    link_token: textOf(getEventData('link_token')),
   };
 }
 
-// The event's own time in milliseconds, or 0 when it has none.
+// The event's own time in whole milliseconds, or 0 when it has none: the tag's
+// timestamp_micros divided by 1000, from the same fields in the same order.
 function eventTimeMillis() {
   const micros = positiveNumber(getEventData('timestamp_micros'));
   if (micros) return Math.floor(micros / 1000);
@@ -609,6 +666,38 @@ ___SERVER_PERMISSIONS___
               {
                 "type": 1,
                 "string": "x-ga-request_count"
+              },
+              {
+                "type": 1,
+                "string": "x-ga-measurement_id"
+              },
+              {
+                "type": 1,
+                "string": "measurement_id"
+              },
+              {
+                "type": 1,
+                "string": "x-ga-gcs"
+              },
+              {
+                "type": 1,
+                "string": "consent"
+              },
+              {
+                "type": 1,
+                "string": "page_location"
+              },
+              {
+                "type": 1,
+                "string": "page_referrer"
+              },
+              {
+                "type": 1,
+                "string": "user_agent"
+              },
+              {
+                "type": 1,
+                "string": "link_token"
               }
             ]
           }

@@ -9,6 +9,7 @@ under Node's test runner (``gtm/tests``); the last test here runs that suite.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 GTM_DIR = Path(__file__).resolve().parent.parent / "gtm"
+SHARED_DIR = GTM_DIR.parent / "shared"
 TEMPLATES = sorted(GTM_DIR.glob("*.tpl"))
 
 SECTIONS = (
@@ -265,6 +267,45 @@ def test_send_http_covers_only_the_hosts_used(template: Template) -> None:
 def test_failure_logs_reach_cloud_logging_in_production(template: Template) -> None:
     """logToConsole is allowed in every environment, not only in preview."""
     assert template.permissions["logging"]["environments"] == "all"
+
+
+def _module_constants(path: Path) -> dict[str, Any]:
+    """Top-level ``NAME: Final = value`` / ``NAME = value`` constants of a module, unevaluated."""
+    constants: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            constants[node.target.id] = node.value
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            constants[node.targets[0].id] = node.value
+    return constants
+
+
+def _inline_request_fields() -> set[str]:
+    """``REQUEST_FIELDS`` of the inline endpoint, read from its source (no imports)."""
+    names = _module_constants(SHARED_DIR / "link_tokens.py")
+    names.update(_module_constants(SHARED_DIR / "inline_service.py"))
+    fields = set()
+    for element in names["REQUEST_FIELDS"].elts:
+        value = names[element.id] if isinstance(element, ast.Name) else element
+        fields.add(ast.literal_eval(value))
+    return fields
+
+
+def test_variable_sends_the_inline_endpoint_contract() -> None:
+    """Every field the variable sends is one the endpoint reads, and it sends all of them
+    (the stream once, as ``measurement_id``): the inline and pipeline paths then see the
+    same event id, time, stream, consent, name and page of each event."""
+    code = load(GTM_DIR / "resolve-identity-session-variable.tpl").code
+    passed = re.search(r"const PASSED_TEXT_FIELDS = \[([^\]]*)\]", code)
+    body = re.search(r"^function requestBody\(\) \{\n(.*?)^\}", code, re.MULTILINE | re.DOTALL)
+    assert passed
+    assert body
+    sent = set(re.findall(r"'([^']+)'", passed.group(1)))
+    sent |= set(re.findall(r"^ {4}(\w+):", body.group(1), re.MULTILINE))
+    sent |= set(re.findall(r"\bbody\.(\w+) =", body.group(1)))
+    endpoint = _inline_request_fields()
+    assert sent <= endpoint, sent - endpoint
+    assert endpoint - sent == {"x-ga-measurement_id"}
 
 
 def test_sandboxed_code_passes_its_node_test_suite() -> None:

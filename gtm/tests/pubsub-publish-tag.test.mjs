@@ -55,7 +55,7 @@ describe('publishing', () => {
     const message = sentMessage(await publish(PAGE_VIEW));
     const { event_id: eventId, timestamp_micros: micros, ...rest } = message.data;
     assert.deepEqual(rest, PAGE_VIEW);
-    assert.match(eventId, /^gs-1763800000000-1940542384\.3-\d+$/);
+    assert.match(eventId, /^gs-[0-9a-f]{32}$/);
     assert.equal(micros, NOW_MS * 1000);
   });
 
@@ -260,14 +260,43 @@ describe('event id and event time', () => {
     assert.equal(message.data.event_id, 'evt-77');
   });
 
-  test('a generated event_id is unique per event, also without page id', async () => {
+  test('a derived event_id has no random part: the same event data gives the same id', async () => {
+    const first = sentMessage(await publish(PAGE_VIEW)).data.event_id;
+    const again = sentMessage(await publish(PAGE_VIEW, {}, { clock: () => NOW_MS + 250 })).data.event_id;
+    assert.match(first, /^gs-[0-9a-f]{32}$/);
+    assert.equal(again, first, 'page id + request count identify the hit; the time of publishing does not count');
+  });
+
+  test('a derived event_id differs when any identifying field differs', async () => {
+    const variants = [
+      PAGE_VIEW,
+      { ...PAGE_VIEW, client_id: '1768696203.1712345679' },
+      { ...PAGE_VIEW, 'x-ga-measurement_id': 'G-OTHER00001' },
+      { ...PAGE_VIEW, 'x-ga-page_id': 1940542385 },
+      { ...PAGE_VIEW, 'x-ga-request_count': 4 },
+      { ...PAGE_VIEW, event_name: 'scroll' },
+      { ...PAGE_VIEW, event_timestamp: 1763800000001 },
+    ];
     const ids = new Set();
-    for (let i = 0; i < 3; i++) {
-      const message = sentMessage(await publish({ client_id: '1.2', event_name: 'x' }));
-      assert.match(message.data.event_id, /^gs-1763800000000-\d+$/);
-      ids.add(message.data.event_id);
-    }
-    assert.equal(ids.size, 3);
+    for (const event of variants) ids.add(sentMessage(await publish(event)).data.event_id);
+    assert.equal(ids.size, variants.length);
+  });
+
+  test('without page id, the time decides: identical events in one millisecond are one event', async () => {
+    const event = { client_id: '1.2', event_name: 'x' };
+    const id = async (clock) => sentMessage(await publish(event, {}, { clock })).data.event_id;
+    assert.equal(await id(() => NOW_MS), await id(() => NOW_MS));
+    assert.notEqual(await id(() => NOW_MS), await id(() => NOW_MS + 1));
+    const timed = { ...event, event_timestamp: 1763801300456 };
+    const ownTime = async (clock) => sentMessage(await publish(timed, {}, { clock })).data.event_id;
+    assert.equal(await ownTime(() => NOW_MS), await ownTime(() => NOW_MS + 1), 'an own time is used, not the clock');
+  });
+
+  test('an event_id set as a custom field is published as it is', async () => {
+    const message = sentMessage(await publish(PAGE_VIEW, {
+      customFields: [{ name: 'event_id', value: 'gs-from-inline' }],
+    }));
+    assert.equal(message.data.event_id, 'gs-from-inline');
   });
 
   test('an existing timestamp_micros is kept, also when it arrives as a string', async () => {
@@ -281,6 +310,13 @@ describe('event id and event time', () => {
     assert.equal(sentMessage(await publish(PURCHASE)).data.timestamp_micros, 1763800987123000);
     const asString = { client_id: '1.2', event_name: 'x', event_timestamp: '1763801300456' };
     assert.equal(sentMessage(await publish(asString)).data.timestamp_micros, 1763801300456000);
+  });
+
+  test('a nested gtm > start counts as gtm.start, and fractions of a millisecond are cut', async () => {
+    const nested = { client_id: '1.2', event_name: 'x', gtm: { start: 1763800987123 } };
+    assert.equal(sentMessage(await publish(nested)).data.timestamp_micros, 1763800987123000);
+    const fraction = { client_id: '1.2', event_name: 'x', event_timestamp: 1763801300456.9 };
+    assert.equal(sentMessage(await publish(fraction)).data.timestamp_micros, 1763801300456000);
   });
 
   test('without an event time, the current time is used', async () => {

@@ -60,26 +60,69 @@ function onlyLog(run) {
   return JSON.parse(run.logs[0]);
 }
 
+const sentBody = (run) => JSON.parse(endpointRequests(run)[0].body);
+
 describe('the endpoint call', () => {
-  test('posts client_id, user_id and the event time in milliseconds', async () => {
+  test('posts the ids, the event time in milliseconds, the stream, consent and page fields', async () => {
     const run = await resolve(LOGIN);
     const [request] = endpointRequests(run);
     assert.equal(request.url, RUN_URL);
     assert.equal(request.method, 'POST');
     assert.equal(request.headers['Content-Type'], 'application/json');
-    assert.deepEqual(JSON.parse(request.body), {
+    const { event_id: eventId, ...rest } = JSON.parse(request.body);
+    assert.match(eventId, /^gs-[0-9a-f]{32}$/);
+    assert.deepEqual(rest, {
       client_id: 'GA1.1.1768696203.1712345678',
       user_id: 'cust-000981',
       event_timestamp: 1763800611712,
+      event_name: 'login',
+      measurement_id: 'G-ABCDE12345',
+      'x-ga-gcs': 'G111',
+      page_location: 'https://shop.example.com/account',
+      user_agent: LOGIN.user_agent,
     });
   });
 
-  test('an anonymous event sends no user_id; an event without time sends the current time', async () => {
-    const [request] = endpointRequests(await resolve(PAGE_VIEW));
-    assert.deepEqual(JSON.parse(request.body), {
-      client_id: '1768696203.1712345678',
-      event_timestamp: NOW_MS,
-    });
+  test('sends page_referrer, and the event own event_id unchanged', async () => {
+    const body = sentBody(await resolve({ ...EVENTS[2], event_id: 'evt-77' }));
+    assert.equal(body.event_id, 'evt-77');
+    assert.equal(body.page_referrer, 'https://shop.example.com/cart');
+    assert.equal(body.page_location, EVENTS[2].page_location);
+    assert.equal(body.event_name, 'purchase');
+  });
+
+  test('sends only what the event has: an anonymous event without time sends no user_id and the current time', async () => {
+    const body = sentBody(await resolve({ client_id: '1768696203.1712345678' }));
+    assert.deepEqual(Object.keys(body).sort(), ['client_id', 'event_id', 'event_timestamp']);
+    assert.equal(body.event_timestamp, NOW_MS);
+  });
+
+  test('consent: the consent object and x-ga-gcs are sent as the event has them', async () => {
+    const consent = { analytics_storage: 'denied', ad_storage: 'granted', ad_user_data: false };
+    const body = sentBody(await resolve({ ...EVENTS[3], consent }));
+    assert.equal(body['x-ga-gcs'], 'G100');
+    assert.deepEqual(body.consent, consent);
+    const notAnObject = sentBody(await resolve({ ...EVENTS[3], consent: 'denied' }));
+    assert.ok(!('consent' in notAnObject));
+  });
+
+  test('measurement_id comes from x-ga-measurement_id, else from measurement_id', async () => {
+    assert.equal(sentBody(await resolve(PAGE_VIEW)).measurement_id, 'G-ABCDE12345');
+    const plain = { client_id: '1.2', event_name: 'x', measurement_id: 'G-PLAIN00001' };
+    assert.equal(sentBody(await resolve(plain)).measurement_id, 'G-PLAIN00001');
+  });
+
+  test('a link_token field is passed on; a logout event sends its name', async () => {
+    const body = sentBody(await resolve({ ...EVENTS[4], link_token: '1.abc.1763800911.n.t' }));
+    assert.equal(body.link_token, '1.abc.1763800911.n.t');
+    assert.equal(body.event_name, 'logout');
+  });
+
+  test('fields outside the contract are not sent (no IP, no PII beyond user_id)', async () => {
+    const body = sentBody(await resolve(EVENTS[2]));
+    for (const field of ['ip_override', 'user_data', 'items', 'ga_session_id', 'transaction_id']) {
+      assert.ok(!(field in body), field);
+    }
   });
 
   test('event time comes from timestamp_micros, event_timestamp, custom_timestamp or gtm.start', async () => {
@@ -100,7 +143,10 @@ describe('the endpoint call', () => {
   test('answers with the resolved ids, marked source resolved, through a Promise', async () => {
     const run = await resolve(PAGE_VIEW);
     assert.equal(run.async, true);
-    assert.deepEqual(run.value, { source: 'resolved', ...ANSWER });
+    const { event_id: eventId, event_timestamp: eventTimestamp, ...rest } = run.value;
+    assert.deepEqual(rest, { source: 'resolved', ...ANSWER });
+    assert.equal(eventId, sentBody(run).event_id);
+    assert.equal(eventTimestamp, NOW_MS);
   });
 
   test('each output option returns that field', async () => {
@@ -114,10 +160,20 @@ describe('the endpoint call', () => {
       event_index: 4,
       is_new_session: false,
       reason: null,
+      event_timestamp: NOW_MS,
     };
     for (const [output, value] of Object.entries(expected)) {
       assert.equal((await resolve(PAGE_VIEW, { output })).value, value, output);
     }
+    const run = await resolve(PAGE_VIEW, { output: 'event_id' });
+    assert.equal(run.value, sentBody(run).event_id);
+  });
+
+  test('the output choices offered are exactly the fields of the result', async () => {
+    const select = VARIABLE.parameters.find((parameter) => parameter.name === 'output');
+    const offered = select.selectItems.map((item) => item.value).filter((value) => value !== 'object');
+    const run = await resolve(PAGE_VIEW, {}, { http: network({ endpoint: () => 'fail' }) });
+    assert.deepEqual(offered.sort(), Object.keys(run.value).sort());
   });
 
   test('a null session from the endpoint (consent denied) is a valid answer', async () => {
@@ -233,7 +289,7 @@ describe('other authentication modes', () => {
 });
 
 describe('fallback', () => {
-  const fallbackFor = (reason) => ({
+  const fallbackFor = (reason, run) => ({
     source: 'fallback',
     reason,
     resolved_user_id: 'cust-000981',
@@ -243,12 +299,14 @@ describe('fallback', () => {
     client_id: 'GA1.1.1768696203.1712345678',
     event_index: null,
     is_new_session: null,
+    event_id: sentBody(run).event_id,
+    event_timestamp: 1763800611712,
   });
 
   test('a 400 falls back to the incoming ids and logs the reason the endpoint gave', async () => {
     const endpoint = () => ({ statusCode: 400, body: JSON.stringify({ reason: 'event_timestamp too old' }) });
     const run = await resolve(LOGIN, {}, { http: network({ endpoint }) });
-    assert.deepEqual(run.value, fallbackFor('http_400'));
+    assert.deepEqual(run.value, fallbackFor('http_400', run));
     const log = onlyLog(run);
     assert.equal(log.severity, 'WARNING');
     assert.equal(log.status_code, 400);
@@ -259,7 +317,7 @@ describe('fallback', () => {
   test('a 5xx falls back', async () => {
     for (const statusCode of [500, 503]) {
       const run = await resolve(LOGIN, {}, { http: network({ endpoint: () => ({ statusCode, body: '' }) }) });
-      assert.deepEqual(run.value, fallbackFor('http_' + statusCode));
+      assert.deepEqual(run.value, fallbackFor('http_' + statusCode, run));
     }
   });
 
@@ -267,14 +325,14 @@ describe('fallback', () => {
     const started = Date.now();
     const run = await resolve(LOGIN, { timeoutMs: '30', authMode: 'none' },
       { http: network({ endpoint: () => 'hang' }) });
-    assert.deepEqual(run.value, fallbackFor('timed_out'));
+    assert.deepEqual(run.value, fallbackFor('timed_out', run));
     assert.equal(run.requests[0].timeout, 30);
     assert.ok(Date.now() - started < 1000);
   });
 
   test('a network failure falls back with reason request_failed', async () => {
     const run = await resolve(LOGIN, {}, { http: network({ endpoint: () => 'fail' }) });
-    assert.deepEqual(run.value, fallbackFor('request_failed'));
+    assert.deepEqual(run.value, fallbackFor('request_failed', run));
   });
 
   test('an answer that is not the contract falls back with reason bad_response', async () => {
@@ -299,6 +357,7 @@ describe('fallback', () => {
       assert.equal(run.async, false);
       assert.equal(run.value.reason, 'missing_client_id');
       assert.equal(run.value.client_id, null);
+      assert.equal(run.value.event_id, null);
     }
   });
 
@@ -306,6 +365,7 @@ describe('fallback', () => {
     const run = await resolve(LOGIN, { endpointUrl: 'https://stitch.example.com/resolve' });
     assert.equal(run.requests.length, 0);
     assert.equal(run.value.reason, 'endpoint_not_permitted');
+    assert.match(run.value.event_id, /^gs-[0-9a-f]{32}$/, 'the event id is there for the tag even so');
     assert.match(onlyLog(run).hint, /Sends HTTP requests/);
   });
 
@@ -373,6 +433,8 @@ describe('one call per event', () => {
     const runs = await Promise.all([first, second]);
     const times = runs.map((run) => JSON.parse(endpointRequests(run)[0].body).event_timestamp);
     assert.deepEqual(times, [NOW_MS, NOW_MS]);
+    const ids = runs.map((run) => JSON.parse(endpointRequests(run)[0].body).event_id);
+    assert.equal(ids[0], ids[1]);
   });
 });
 
@@ -381,6 +443,24 @@ describe('permissions', () => {
     assert.equal(VARIABLE.permissions.read_event_data.eventDataAccess, 'specific');
     const run = await resolve({ ...EVENTS[2], event_id: 'e', timestamp_micros: 1, gtm: { start: 1 } });
     assert.equal(run.value.source, 'resolved');
+  });
+
+  test('every event data key read is declared, and every declared key is read', async () => {
+    // Without x-ga-measurement_id and without an own time, every key is read.
+    const { 'x-ga-measurement_id': stream, ...eventData } = PAGE_VIEW;
+    assert.ok(stream);
+    const run = await resolve(eventData);
+    assert.equal(run.value.source, 'resolved');
+    const declared = VARIABLE.permissions.read_event_data.keyPatterns;
+    assert.deepEqual([...new Set(run.eventDataReads)].sort(), [...declared].sort());
+    for (const key of declared) {
+      const permissions = structuredClone(VARIABLE.permissions);
+      permissions.read_event_data.keyPatterns = declared.filter((k) => k !== key);
+      await assert.rejects(
+        runVariable({ ...VARIABLE, permissions }, { data: BASE, eventData, http: network() }),
+        /Permission denied: read_event_data/, key,
+      );
+    }
   });
 
   test('each declared permission is needed: without any one of them it cannot work', async () => {

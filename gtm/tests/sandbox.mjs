@@ -16,6 +16,9 @@
 // - getAllEventData / getEventData return copies; templateDataStorage stores copies and
 //   answers null for a missing key; JSON.parse answers undefined on bad input.
 // - logToConsole writes only when the logging permission allows the environment.
+// - sha256Sync digests the UTF-8 input, base64 by default or hex with
+//   {outputEncoding: 'hex'}.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
 
@@ -50,6 +53,7 @@ export const API_PERMISSIONS = Object.freeze({
   makeString: null,
   queryPermission: null,
   sendHttpRequest: 'send_http',
+  sha256Sync: null,
   templateDataStorage: 'access_template_storage',
   toBase64: null,
 });
@@ -316,6 +320,7 @@ function createApis(template, run) {
       return { ...run.containerVersion };
     },
     getEventData(keyPath) {
+      run.eventDataReads.push(keyPath);
       if (!keyAllowed(need('read_event_data', keyPath), keyPath)) {
         throw denied('read_event_data', keyPath);
       }
@@ -364,6 +369,10 @@ function createApis(template, run) {
       run.requests.push(request);
       return sandboxPromise(sendThrough(run.http, request), run);
     },
+    sha256Sync(input, options) {
+      const encoding = options && options.outputEncoding === 'hex' ? 'hex' : 'base64';
+      return createHash('sha256').update(String(input), 'utf8').digest(encoding);
+    },
     templateDataStorage: Object.freeze({
       getItemCopy: (key) => (need('access_template_storage'), run.storage.getItemCopy(key)),
       setItemCopy: (key, value) => (need('access_template_storage'), run.storage.setItemCopy(key, value)),
@@ -407,6 +416,7 @@ function newRun(template, options) {
     logs: [],
     requests: [],
     googleAuthCalls: [],
+    eventDataReads: [],
     required: [],
     unhandled: [],
   };
@@ -448,6 +458,7 @@ function report(run, extra) {
     logs: run.logs,
     requests: run.requests,
     googleAuthCalls: run.googleAuthCalls,
+    eventDataReads: run.eventDataReads,
     required: run.required,
     storage: run.storage,
     errors: run.unhandled,
