@@ -5,8 +5,9 @@ Real event data varies, and every valid variant is normalised rather than reject
 - ``client_id`` arrives bare (``123.456``), cookie-prefixed (``GA1.1.123.456``) or
   server-managed (``<base64 hash>.<seconds>``); the canonical form drops the ``GA1.n.``
   prefix and keeps everything else.
-- The event time comes from ``timestamp_micros``, else ``custom_timestamp``,
-  ``event_timestamp`` or ``gtm.start``, else the message's publish time. Each may be a
+- The event time comes from ``timestamp_micros``, else ``event_timestamp``,
+  ``custom_timestamp`` or ``gtm.start`` (the order the GTM templates use), else the
+  message's publish time. Each may be a
   number or a numeric string in seconds, milliseconds or microseconds; the magnitude
   decides which (a 2001-2286 timestamp is 10 digits in seconds, 13 in ms, 16 in µs).
 - Consent comes from a ``consent`` object (``granted``/``denied`` or booleans) or from
@@ -52,7 +53,7 @@ EARLIEST_MICROS = 1_262_304_000_000_000
 LATEST_MICROS = 4_102_444_800_000_000
 """2100-01-01: nothing newer is either."""
 
-TIME_FIELDS = ("timestamp_micros", "custom_timestamp", "event_timestamp", "gtm.start")
+TIME_FIELDS = ("timestamp_micros", "event_timestamp", "custom_timestamp", "gtm.start")
 CAMPAIGN_PARAMETERS = ("utm_source", "utm_medium", "utm_campaign", "gclid", "dclid", "wbraid")
 
 

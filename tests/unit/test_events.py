@@ -121,12 +121,14 @@ def test_unparseable_or_absurd_times_are_refused(value: object, reason: str):
 
 
 def test_time_fields_are_preferred_in_contract_order():
-    """timestamp_micros beats custom_timestamp beats event_timestamp beats gtm.start."""
+    """timestamp_micros beats event_timestamp beats custom_timestamp beats gtm.start."""
     base = {"client_id": "1.2", "event_name": "x"}
     both = {**base, "timestamp_micros": 1_763_000_000_000_001, "event_timestamp": 1_700_000_000_000}
     assert decode_raw_event(both, "m", PUBLISH).time_source == "timestamp_micros"
     late = {**base, "event_timestamp": 1_700_000_000_000, "gtm.start": 1_600_000_000_000}
     assert decode_raw_event(late, "m", PUBLISH).time_micros == 1_700_000_000_000_000
+    custom = {**base, "custom_timestamp": 1_650_000_000_000, "event_timestamp": 1_700_000_000_000}
+    assert decode_raw_event(custom, "m", PUBLISH).time_source == "event_timestamp"
     with pytest.raises(InvalidEvent) as caught:
         decode_raw_event(base, "m", None)
     assert caught.value.reason == "missing_time"
