@@ -12,9 +12,9 @@ import pytest
 
 from shared.errors import ConcurrentUpdate, TransientError
 from shared.firestore_store import Snapshot, UserLink
+from shared.link_tokens import mint_link_token
 from shared.pubsub import OutgoingMessage
 from shared.resolve_service import ResolveRuntime
-from shared.link_tokens import mint_link_token
 from shared.settings import PrivacySettings, Settings
 from shared.state import ClientState
 
