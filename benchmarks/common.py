@@ -64,10 +64,10 @@ class Stream:
         return self.config.start_micros
 
 
-def make_stream(people: int, seed: int, **options: Any) -> Stream:
+def make_stream(people: int, seed: int, start_micros: int = START_MICROS, **options: Any) -> Stream:
     """A simulated stream (default rates: 1% up to 2 h late, 5% up to 3 min, 2% duplicated
     deliveries, 5% shared devices, logins, logouts and cross-domain hops)."""
-    config = SimulationConfig(people=people, seed=seed, start_micros=START_MICROS, **options)
+    config = SimulationConfig(people=people, seed=seed, start_micros=start_micros, **options)
     simulation = simulate(config)
     truth = {record.event_id: record.to_json() for record in simulation.truth}
     return Stream(config, simulation.deliveries, truth, simulation.stats)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import resolver_bench
+from benchmarks import accuracy_bench, e2e_bench, resolver_bench, scaling_bench
 from benchmarks.common import BenchEnv, quiet_logs
 from benchmarks.designs import PROJECT
 from benchmarks.report import Row, console, markdown
@@ -34,6 +34,9 @@ Runner = Callable[..., dict[str, Any]]
 Tabulator = Callable[[dict[str, Any]], list[Row]]
 BENCHMARKS: dict[str, tuple[Runner, Tabulator]] = {
     "resolver": (resolver_bench.run, resolver_bench.rows),
+    "accuracy": (accuracy_bench.run, accuracy_bench.rows),
+    "scaling": (scaling_bench.run, scaling_bench.rows),
+    "e2e": (e2e_bench.run, e2e_bench.rows),
 }
 
 

@@ -1,0 +1,135 @@
+"""End to end: a simulated stream through the local pipeline (``ga4_stitch.pipeline``)
+with ``ga4_stitch.replay``: the raw-events topic on the Pub/Sub emulator, ordered push
+delivery to the ``resolve`` function, the enriched topic, push to ``forward``, the local
+GA4 endpoint. Both functions run under functions-framework as separate processes.
+
+Two passes, each on an empty database:
+
+- ``burst``: a stream of about 10,000 deliveries published at once; throughput is
+  distinct events accounted for (reached GA4 or dead-lettered) per second of wall time,
+  and latency includes the time spent queued behind the backlog;
+- ``paced``: a smaller stream published at ``PACE_SHARE`` of the burst's throughput, so
+  latency is the pipeline's own, publish to GA4 receipt, not the backlog's.
+
+Each pass is also scored against the truth, which checks exactly-once delivery to GA4
+end to end (the forwarder's ledger included). The baseline is a resolver, not a pipeline,
+so there is no baseline column here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import BenchEnv, make_stream
+from benchmarks.report import Row, verdict
+from ga4_stitch.pipeline import LocalPipeline, PipelineOptions
+from ga4_stitch.replay import ReplaySummary, replay
+from ga4_stitch.score import load_sent, score
+
+PACE_SHARE = 0.6
+SEED = 31
+
+
+def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
+    people, paced_people = (12, 6) if quick else (280, 30)
+    now = time.time_ns() // 1_000
+    stream = make_stream(people, seed=SEED, start_micros=now)
+    small = make_stream(paced_people, seed=SEED + 1, start_micros=now)
+    options = PipelineOptions(
+        work_dir=work / "e2e", firestore_host=env.firestore_host, pubsub_host=env.pubsub_host
+    )
+    passes: dict[str, Any] = {}
+    with LocalPipeline(options) as pipeline:
+        burst = _pass(pipeline, stream.deliveries, work / "e2e-burst.ndjson", None)
+        passes["burst"] = _figures(burst, stream.truth)
+        rate = PACE_SHARE * (burst.throughput_per_second or 10.0)
+        paced = _pass(pipeline, small.deliveries, work / "e2e-paced.ndjson", rate)
+        passes["paced"] = {"rate_per_second": round(rate, 1), **_figures(paced, small.truth)}
+    return {
+        "stream": {"people": people, "seed": SEED, **stream.stats},
+        "paced_stream": {"people": paced_people, "seed": SEED + 1, **small.stats},
+        "passes": passes,
+    }
+
+
+def _pass(
+    pipeline: LocalPipeline, events: list[dict[str, Any]], out: Path, rate: float | None
+) -> ReplaySummary:
+    return replay(pipeline, events, out, timeout=90.0, rate=rate, clear_state=True)
+
+
+def _figures(summary: ReplaySummary, truth: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    result = score(truth, load_sent(Path(summary.out_path)))
+    keys = (
+        "events_in",
+        "distinct_events",
+        "sent",
+        "ga4_requests",
+        "duplicates_sent",
+        "dead_lettered",
+        "dead_lettered_by_reason",
+        "missing",
+        "duplicate_deliveries",
+        "duplicates_suppressed",
+        "seconds",
+        "throughput_per_second",
+        "latency_ms",
+        "settled",
+    )
+    figures = {key: getattr(summary, key) for key in keys}
+    figures["score"] = result.to_json()
+    return figures
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    burst, paced = result["passes"]["burst"], result["passes"]["paced"]
+    events = result["stream"]["deliveries"]
+    table = [
+        Row(
+            "e2e",
+            f"events/s, {events:,} deliveries published at once",
+            "",
+            round(burst["throughput_per_second"] or 0.0, 1),
+            None,
+            "",
+            "",
+        )
+    ]
+    for name, figures in (("burst", burst), ("paced", paced)):
+        latency = figures["latency_ms"]
+        label = (
+            f"{events:,} at once"
+            if name == "burst"
+            else f"{result['paced_stream']['deliveries']:,} paced at {paced['rate_per_second']}/s"
+        )
+        table.append(
+            Row(
+                "e2e",
+                f"publish-to-GA4 latency p50 / p95 / p99 ms ({label})",
+                "",
+                " / ".join("-" if latency[k] is None else f"{latency[k]:.0f}" for k in latency),
+                None,
+                "",
+                "",
+            )
+        )
+        scored = figures["score"]
+        table.append(
+            Row(
+                "e2e",
+                f"sessions exact / duplicates at GA4 / lost ({label})",
+                "",
+                f"{100 * (scored['session_accuracy'] or 0):.2f}% / "
+                f"{scored['duplicates_sent']} / {scored['events_lost']}",
+                None,
+                "100% / 0 / 0",
+                verdict(
+                    scored["session_accuracy"] == 1.0
+                    and scored["duplicates_sent"] == 0
+                    and scored["events_lost"] == 0
+                ),
+            )
+        )
+    return table
