@@ -352,9 +352,10 @@ def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
     summary = replay(
         pipeline, events, work / "demo-sent.ndjson", report=progress, ordering_key=args.ordering_key
     )
-    print(summary.format())
+    print(f"replay of {events}\n{summary.format()}\n")
     sent = [json.loads(line) for line in Path(summary.out_path).read_text().splitlines()]
-    print(format_score(score({r.event_id: r.to_json() for r in result.truth}, sent)))
+    truth = {record.event_id: record.to_json() for record in result.truth}
+    print(f"score against the simulation's truth\n{format_score(score(truth, sent))}")
     return 1 if summary.missing else 0
 
 

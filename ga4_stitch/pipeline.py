@@ -91,6 +91,8 @@ class PipelineOptions:
     pubsub_host: str | None = None
     """An emulator already running (default: ``PUBSUB_EMULATOR_HOST``, else start one)."""
     firestore_host: str | None = None
+    emulators_from_environment: bool = True
+    """Use the emulators ``PUBSUB_EMULATOR_HOST`` / ``FIRESTORE_EMULATOR_HOST`` name."""
 
 
 def subscription_names(topics: Topics) -> dict[str, str]:
@@ -121,6 +123,9 @@ class PipelineInfo:
     measurement_id: str
     pii_hash_secret: str
     pid: int
+    """The process that owns the pipeline (``ga4-stitch run``)."""
+    process_groups: list[int]
+    """Process groups it started (emulators, functions): none must outlive it."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -293,13 +298,16 @@ class LocalPipeline:
             measurement_id=self.options.measurement_id,
             pii_hash_secret=LOCAL_SECRETS["PII_HASH_SECRET"],
             pid=os.getpid(),
+            process_groups=self.process_groups,
         )
 
     def _start_emulators(self, logs: Path) -> None:
         given = {"pubsub": self.options.pubsub_host, "firestore": self.options.firestore_host}
         missing = []
         for kind, variable in HOST_VARIABLES.items():
-            host = given[kind] or os.environ.get(variable, "").strip()
+            host = given[kind] or ""
+            if not host and self.options.emulators_from_environment:
+                host = os.environ.get(variable, "").strip()
             if host:
                 self._hosts[kind] = host
                 self._report(f"using the {kind} emulator at {host}")
@@ -454,7 +462,10 @@ class LocalPipeline:
         def interrupt(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
-        self._signals[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
+        # SIGINT too: a process started in the background inherits SIGINT ignored, and
+        # an explicit ``kill -INT`` must still stop it cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._signals[signum] = signal.signal(signum, interrupt)
 
     def _stop(self) -> None:
         main = threading.current_thread() is threading.main_thread()

@@ -299,6 +299,8 @@ class ReplaySummary:
         ]
         if self.publish_failed:
             rows.insert(3, ("publish failed", self.publish_failed))
+        if not self.settled:
+            rows.append(("every delivery handled", "not seen in the function logs"))
         return "\n".join(f"{name:<36} {value}" for name, value in rows)
 
 
