@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -209,6 +210,15 @@ def client_environment(project: str, pubsub_host: str, firestore_host: str) -> I
                     os.environ[name] = value
 
 
+def _check_listening(host: str, what: str) -> None:
+    name, _, port = host.rpartition(":")
+    try:
+        with socket.create_connection((name or "127.0.0.1", int(port)), timeout=2.0):
+            return
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"nothing answers at {host}, given for {what}: {exc}") from exc
+
+
 def functions_framework_command() -> str:
     beside = Path(sys.executable).with_name("functions-framework")
     found = str(beside) if beside.exists() else shutil.which("functions-framework")
@@ -277,10 +287,14 @@ class LocalPipeline:
         self._start_emulators(logs)
         self._create_topics()
         if not self.options.keep_data:
-            clear_firestore(self._hosts["firestore"], self.options.project)
+            try:
+                clear_firestore(self._hosts["firestore"], self.options.project)
+            except OSError as exc:
+                raise PipelineError(f"cannot empty the Firestore emulator: {exc}") from exc
         record = self.options.work_dir / "ga4.ndjson"
         record.unlink(missing_ok=True)
         self._ga4 = LocalGa4(record).__enter__()
+        self._report("starting the resolve and forward functions...")
         self._start_functions(logs, self._ga4.url)
         self._create_subscriptions()
         self._info = PipelineInfo(
@@ -309,6 +323,7 @@ class LocalPipeline:
             if not host and self.options.emulators_from_environment:
                 host = os.environ.get(variable, "").strip()
             if host:
+                _check_listening(host, f"the {kind} emulator ({variable})")
                 self._hosts[kind] = host
                 self._report(f"using the {kind} emulator at {host}")
             else:
@@ -483,6 +498,8 @@ class LocalPipeline:
 
     def _stop_everything(self) -> None:
         groups = self.process_groups
+        if groups:
+            self._report(f"stopping {len(groups)} processes...")
         if self._functions and not self._emulators.get("pubsub"):
             self._delete_push_subscriptions()
         for process, _ in reversed(list(self._functions.values())):

@@ -579,7 +579,8 @@ def _wait(
             break
         if now - watch.last_progress > timeout:
             say(f"gave up: nothing new reached GA4 or a dead-letter topic for {timeout:g} s")
-            break
+            summary.settled = watch.settled(summary.events_in)
+            return
         if now - last_report >= 2.0:
             last_report = now
             say(
