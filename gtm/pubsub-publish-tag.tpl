@@ -257,6 +257,25 @@ if (!topic || !host) {
   }
 }
 
+// The resolver's canonical client id: a cookie-prefixed id (GA1.1.X.Y) and its bare form
+// (X.Y) are one browser, so they share an ordering key and can never overtake each other.
+function orderingKeyOf(clientId) {
+  const parts = clientId.split('.');
+  if (parts.length === 4 && parts[0].indexOf('GA') === 0 && isDigits(parts[1]) &&
+      isDigits(parts[2]) && isDigits(parts[3])) {
+    return parts[2] + '.' + parts[3];
+  }
+  return clientId;
+}
+
+function isDigits(text) {
+  if (!text) return false;
+  for (let i = 0; i < text.length; i++) {
+    if ('0123456789'.indexOf(text.charAt(i)) < 0) return false;
+  }
+  return true;
+}
+
 function publish(message, clientId) {
   const attributes = { client_id: clientId };
   const eventName = textOf(message.event_name);
@@ -265,7 +284,7 @@ function publish(message, clientId) {
     messages: [{
       data: toBase64(JSON.stringify(message)),
       attributes: attributes,
-      orderingKey: clientId,
+      orderingKey: orderingKeyOf(clientId),
     }],
   };
   const context = { event_name: eventName, client_id: masked(clientId) };

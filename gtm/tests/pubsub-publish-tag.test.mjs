@@ -59,13 +59,13 @@ describe('publishing', () => {
     assert.equal(micros, NOW_MS * 1000);
   });
 
-  test('attributes carry client_id and event_name; the ordering key is the client_id', async () => {
+  test('attributes carry client_id as received; the ordering key is the canonical client id', async () => {
     const message = sentMessage(await publish(EVENTS[1]));
     assert.deepEqual(message.attributes, {
       client_id: 'GA1.1.1768696203.1712345678',
       event_name: 'login',
     });
-    assert.equal(message.orderingKey, 'GA1.1.1768696203.1712345678');
+    assert.equal(message.orderingKey, '1768696203.1712345678');
   });
 
   test('a server-managed client id is published as received', async () => {
