@@ -272,10 +272,10 @@ def _describe(info: PipelineInfo, state_file: Path) -> list[str]:
 def _ordering_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ordering-key",
-        choices=("received", "canonical"),
-        default="received",
-        help="received: client_id as sent, like the GTM SC tag (default); canonical: the "
-        "resolver's client, so a burst keeps each client's order (docs/local-pipeline.md)",
+        choices=("canonical", "received"),
+        default="canonical",
+        help="canonical: the resolver's client, as the GTM SC tag keys it, following _gl "
+        "hops (default); received: client_id exactly as sent (docs/local-pipeline.md)",
     )
 
 

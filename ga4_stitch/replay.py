@@ -1,8 +1,8 @@
 """Replay a file of raw events through a running local pipeline and record what GA4 got.
 
 ``replay(pipeline, events, out_path)`` publishes every raw event to the raw-events topic
-as the GTM SC tag would (ordering key = the ``client_id`` as received, attributes
-``client_id`` and ``event_name``), then watches the local GA4 endpoint's record, the two
+as the GTM SC tag would (attributes ``client_id`` and ``event_name``, an ordering key per
+client), then watches the local GA4 endpoint's record, the two
 dead-letter subscriptions and the functions' logs until every distinct event id is
 accounted for: it reached GA4 (``/mp/collect`` answered 2xx; the forwarder names the event
 in the ``X-Ga4-Stitch-Event-Id`` header), it was dead-lettered, or the resolver dropped it
@@ -16,13 +16,12 @@ event's ``event_id`` or, without one, the Pub/Sub message id (as the resolver de
 Input lines that are not a JSON object are not published: they are counted and reported
 with their line numbers, and the rest still run.
 
-Ordering keys: ``received`` (default) keys each message by the ``client_id`` exactly as
-the tag sends it. A burst replay compresses hours into seconds, so one browser's events that
-travel under two keys (``GA1.1.X.Y`` and ``X.Y``, or a checkout domain's client before and
-after a ``_gl`` hop) race each other in a way real time spacing never allows. ``canonical``
-keys each message by the client the resolver files it under (cookie prefix stripped; a
-client that landed with ``_gl`` follows the client it carried), which keeps every canonical
-client's events in file order, as real traffic does, while clients still run in parallel.
+Ordering keys: ``canonical`` (default) keys each message by the client the resolver files
+it under: the cookie prefix stripped, as the GTM SC tag does, and a client that landed
+with ``_gl`` following the client it carried. A burst replay compresses hours into
+seconds, so a checkout domain's events before and after a hop would otherwise race each
+other in a way the seconds between them in real traffic never allow. ``received`` keys by
+the ``client_id`` exactly as sent, like publishers other than ours, to show that race.
 
 Latency is the GA4 receipt time minus the time the event was handed to the publisher, so a
 burst replay measures queueing too; ``rate`` paces publishing to measure the pipeline at a
@@ -144,7 +143,7 @@ def input_event(
 
 
 def parse_lines(
-    lines: Iterable[str | bytes | Mapping[str, Any]], ordering_key: str = "received"
+    lines: Iterable[str | bytes | Mapping[str, Any]], ordering_key: str = "canonical"
 ) -> ParsedInput:
     """Raw events with their 1-based line numbers; blank lines are skipped, lines that are
     not a JSON object are reported as ``BadLine``. ``ordering_key``: ``received`` or
@@ -472,7 +471,7 @@ def replay(
     timeout: float = 60.0,
     rate: float | None = None,
     clear_state: bool = False,
-    ordering_key: str = "received",
+    ordering_key: str = "canonical",
     settle_seconds: float = 15.0,
     report: Callable[[str], None] | None = None,
 ) -> ReplaySummary:

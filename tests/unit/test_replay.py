@@ -65,10 +65,11 @@ def test_the_event_id_is_read_as_the_resolver_reads_it(value: object, expected: 
     assert event.event_id == expected
 
 
-def test_the_ordering_key_and_attributes_are_the_client_id_as_received() -> None:
-    """Like the GTM SC tag: the cookie form stays, and a missing client id gets key ""."""
+def test_received_ordering_keys_by_the_client_id_as_sent() -> None:
+    """received: the cookie form stays, and a missing client id gets key ""."""
     prefixed, missing = parse_lines(
-        [line(client_id="GA1.1.123.456"), json.dumps({"event_name": "x"})]
+        [line(client_id="GA1.1.123.456"), json.dumps({"event_name": "x"})],
+        ordering_key="received",
     ).events
     assert prefixed.ordering_key == "GA1.1.123.456"
     assert prefixed.attributes == {"client_id": "GA1.1.123.456", "event_name": "page_view"}
