@@ -13,10 +13,9 @@ from shared.link_tokens import mint_link_token
 from shared.linker import encode_linker
 from tests.conftest import PROJECT
 from tests.integration.pubsub_helpers import pull_all
-from tests.integration.test_resolve_function import NOW_MICROS, deliver, make_app, topics
+from tests.integration.test_resolve_function import NOW_MICROS, deliver, make_app
 
 pytestmark = pytest.mark.integration
-__all__ = ["topics"]
 
 SECRET = "a-link-token-secret-of-32-bytes!"
 UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0"

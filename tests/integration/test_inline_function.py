@@ -14,7 +14,7 @@ from google.cloud import firestore
 
 from shared.link_tokens import check_link_token
 from tests.conftest import PROJECT
-from tests.integration.pubsub_helpers import create_topic_with_subscription, pull_all
+from tests.integration.pubsub_helpers import pull_all
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +25,6 @@ SECRET = "integration-link-token-secret-32b"
 COMPARED = ("session_id", "session_number", "event_index", "is_new_session", "user_id")
 EVENTS = [("e1", 0), ("e2", 5), ("e3", 10), ("e4", 50), ("e5", 55), ("e6", 120)]
 """Three sessions: e1-e3, e4-e5 (after a 40-minute gap), e6."""
-
-
-@pytest.fixture
-def topics(clean_firestore: str, unique: str) -> dict[str, str]:
-    """Fresh enriched, identity-links and dead-letter topics, each with a pull subscription."""
-    names = {
-        "ENRICHED_TOPIC": f"enriched-{unique}",
-        "IDENTITY_LINKS_TOPIC": f"links-{unique}",
-        "RESOLVE_DEAD_LETTER_TOPIC": f"dead-{unique}",
-    }
-    os.environ.update(names)
-    return {
-        variable: create_topic_with_subscription(PROJECT, topic)
-        for variable, topic in names.items()
-    }
 
 
 def inline_app(target: str = "resolve_identity_session") -> Any:

@@ -14,27 +14,12 @@ import pytest
 from google.cloud import firestore
 
 from tests.conftest import PROJECT
-from tests.integration.pubsub_helpers import create_topic_with_subscription, pull_all
+from tests.integration.pubsub_helpers import pull_all
 
 pytestmark = pytest.mark.integration
 
 MAIN = os.path.join(os.path.dirname(__file__), "..", "..", "functions", "main.py")
 NOW_MICROS = time.time_ns() // 1_000
-
-
-@pytest.fixture
-def topics(clean_firestore: str, unique: str) -> dict[str, str]:
-    """Fresh enriched, identity-links and dead-letter topics, each with a pull subscription."""
-    names = {
-        "ENRICHED_TOPIC": f"enriched-{unique}",
-        "IDENTITY_LINKS_TOPIC": f"links-{unique}",
-        "RESOLVE_DEAD_LETTER_TOPIC": f"dead-{unique}",
-    }
-    os.environ.update(names)
-    return {
-        variable: create_topic_with_subscription(PROJECT, topic)
-        for variable, topic in names.items()
-    }
 
 
 def make_app() -> Any:
