@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from shared.forward_ledger import Claim, ClaimOutcome, ledger_key
 from shared.forward_service import ForwardRuntime, LazyPublisher
 from shared.measurement import PayloadRules
 from shared.pubsub import OutgoingMessage
+from tests.fakes import FakePublisher
 
 NOW = 1_763_800_154_000_000
 HOUR = 3_600_000_000
@@ -72,20 +72,6 @@ class FakeLedger:
     def release(self, claim: Claim) -> None:
         self.released.append(claim.key)
         del self.entries[claim.key]
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.messages: list[OutgoingMessage] = []
-        self.fail = False
-
-    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        if self.fail:
-            raise TransientError("publish failed")
-        self.messages.extend(messages)
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return [json.loads(message.data) for message in self.messages]
 
 
 class World:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,15 +11,11 @@ from flask import Request
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
-from shared.bridging import BridgeCandidate
-from shared.errors import ConcurrentUpdate, TransientError
-from shared.firestore_store import Snapshot, UserLink
 from shared.inline_service import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
 from shared.link_tokens import check_link_token
-from shared.pubsub import OutgoingMessage
 from shared.resolve_service import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
-from shared.state import ClientState
+from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
 
 NOW = 1_763_800_154_000_000
 MINUTE = 60_000_000
@@ -30,70 +24,6 @@ SETTINGS = Settings(
     project="demo-inline",
     privacy=PrivacySettings(link_token_secret=SECRET, link_token_ttl_seconds=300),
 )
-
-
-class FakeStateStore:
-    """``ClientStateStore`` in memory, with the Firestore adapter's version preconditions."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, tuple[ClientState, int]] = {}
-        self.links: list[UserLink] = []
-        self.unavailable = False
-
-    def load(self, client_id: str) -> Snapshot:
-        if self.unavailable:
-            raise TransientError("Firestore unavailable")
-        if client_id not in self.states:
-            return Snapshot(state=None, version=None)
-        state, version = self.states[client_id]
-        return Snapshot(state=state, version=version)
-
-    def save(
-        self,
-        snapshot: Snapshot,
-        state: ClientState,
-        links: Sequence[UserLink],
-        expires: datetime,
-        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
-    ) -> None:
-        writes = [(snapshot, state), *aliases]
-        for read, written in writes:
-            current = self.states.get(written.client_id)
-            if (current[1] if current else None) != read.version:
-                raise ConcurrentUpdate("changed")
-        for read, written in writes:
-            self.states[written.client_id] = (written, (read.version or 0) + 1)
-        self.links.extend(links)
-
-    def forget(self, client_id: str) -> None:
-        """Nothing is cached."""
-
-
-class FakeLinkEvidence:
-    """``LinkEvidenceStore`` in memory: single-use token markers, no bridge candidates."""
-
-    def __init__(self) -> None:
-        self.used: dict[str, str] = {}
-
-    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
-        return self.used.setdefault(token_id, event_id) == event_id
-
-    def candidates(self, key: str) -> Sequence[BridgeCandidate]:
-        return ()
-
-    def remember(self, key: str, candidate: BridgeCandidate, expires: datetime) -> None:
-        """Bridging is off in these tests."""
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.messages: list[OutgoingMessage] = []
-        self.fail = False
-
-    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        if self.fail:
-            raise TransientError("publish failed")
-        self.messages.extend(messages)
 
 
 class World:

@@ -4,75 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import pytest
 
 from shared.errors import ConcurrentUpdate, TransientError
-from shared.firestore_store import Snapshot, UserLink
 from shared.link_tokens import mint_link_token
-from shared.pubsub import OutgoingMessage
 from shared.resolve_service import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
-from shared.state import ClientState
+from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
 
 NOW = 1_763_800_000_000_000
 SETTINGS = Settings(project="demo-test")
-
-
-class FakeStore:
-    """A ``ClientStateStore`` in memory, with versions like Firestore's update_time."""
-
-    def __init__(self) -> None:
-        self.documents: dict[str, tuple[ClientState, int]] = {}
-        self.links: list[UserLink] = []
-        self.conflicts_to_raise = 0
-        self.saves = 0
-
-    def load(self, client_id: str) -> Snapshot:
-        state, version = self.documents.get(client_id, (None, None))  # type: ignore[assignment]
-        return Snapshot(state=state, version=version)
-
-    def save(
-        self,
-        snapshot: Snapshot,
-        state: ClientState,
-        links: Sequence[UserLink],
-        expires: datetime,
-        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
-    ) -> None:
-        if self.conflicts_to_raise:
-            self.conflicts_to_raise -= 1
-            raise ConcurrentUpdate("someone else wrote first")
-        written = [(snapshot, state), *aliases]
-        for old, new in written:
-            current = self.documents.get(new.client_id)
-            if (current[1] if current else None) != old.version:
-                raise ConcurrentUpdate("stale version")
-        for _, new in written:
-            self.saves += 1
-            self.documents[new.client_id] = (new, self.saves)
-        self.links.extend(links)
-
-    def forget(self, client_id: str) -> None:
-        pass
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.sent: list[OutgoingMessage] = []
-        self.failures = 0
-
-    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise TransientError("pubsub unavailable")
-        self.sent.extend(messages)
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [json.loads(m.data) for m in self.sent if m.topic == topic]
 
 
 def cloud_event(payload: dict[str, Any] | bytes, message_id: str = "m1") -> dict[str, Any]:
@@ -86,8 +29,8 @@ def cloud_event(payload: dict[str, Any] | bytes, message_id: str = "m1") -> dict
     }
 
 
-def runtime() -> tuple[ResolveRuntime, FakeStore, FakePublisher]:
-    store, publisher = FakeStore(), FakePublisher()
+def runtime() -> tuple[ResolveRuntime, FakeStateStore, FakePublisher]:
+    store, publisher = FakeStateStore(), FakePublisher()
     return (
         ResolveRuntime(SETTINGS, store, publisher, clock=lambda: NOW, sleep=lambda _: None),
         store,
@@ -181,32 +124,16 @@ def test_consent_denied_events_are_published_without_touching_state():
     assert enriched["resolved"]["session_id"] is None
 
 
-class FakeEvidence:
-    """A ``LinkEvidenceStore`` in memory."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, str] = {}
-
-    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
-        return self.spent.setdefault(token_id, event_id) == event_id
-
-    def candidates(self, key: str) -> list[Any]:
-        return []
-
-    def remember(self, key: str, candidate: Any, expires: datetime) -> None:
-        pass
-
-
-def linking_runtime() -> tuple[ResolveRuntime, FakeStore, FakePublisher]:
+def linking_runtime() -> tuple[ResolveRuntime, FakeStateStore, FakePublisher]:
     settings = Settings(project="demo-test", privacy=PrivacySettings(link_token_secret="s" * 32))
-    store, publisher = FakeStore(), FakePublisher()
+    store, publisher = FakeStateStore(), FakePublisher()
     service = ResolveRuntime(
         settings,
         store,
         publisher,
         clock=lambda: NOW,
         sleep=lambda _: None,
-        link_evidence=FakeEvidence(),
+        link_evidence=FakeLinkEvidence(),
     )
     return service, store, publisher
 
@@ -233,6 +160,6 @@ def test_an_aliased_client_follows_its_canonical_client_and_a_cycle_is_refused()
     assert results["b1"]["link"] == {"kind": "token", "from_client_id": "3.4"}
     assert results["a2"]["client_id"] == "1.2"
     assert results["a2"]["link"] is None
-    assert store.documents["3.4"][0].alias_of == "1.2"
-    assert store.documents["1.2"][0].alias_of is None
+    assert store.states["3.4"][0].alias_of == "1.2"
+    assert store.states["1.2"][0].alias_of is None
     assert {r["session_id"] for r in results.values()} == {results["a1"]["session_id"]}
