@@ -210,11 +210,11 @@ class ResolveRuntime:
     def _resolve_once(self, event: RawEvent) -> Resolution:
         own = self._store.load(event.client_id)
         now = self._clock()
+        if own.state is not None and own.state.processed_result(event.event_id):
+            return self._commit(own, event, now)
         if own.state is not None and own.state.alias_of:
             target = self._store.load(own.state.alias_of)
             return self._commit(target, replace(event, client_id=own.state.alias_of), now)
-        if own.state is not None and own.state.processed_result(event.event_id):
-            return self._commit(own, event, now)
         claim = self._claim(event, now)
         if claim is None:
             resolution = self._commit(own, event, now)

@@ -163,3 +163,16 @@ def test_an_aliased_client_follows_its_canonical_client_and_a_cycle_is_refused()
     assert store.states["3.4"][0].alias_of == "1.2"
     assert store.states["1.2"][0].alias_of is None
     assert {r["session_id"] for r in results.values()} == {results["a1"]["session_id"]}
+
+
+def test_an_event_resolved_before_its_client_was_aliased_stays_a_duplicate_after():
+    """A redelivery of an event from before the alias is answered from the alias's record."""
+    service, store, publisher = linking_runtime()
+    service.handle(cloud_event(raw("a1", 5)))
+    service.handle(cloud_event({**raw("b0", 6), "client_id": "3.4"}))
+    service.handle(cloud_event(with_token("b1", "3.4", "1.2", 4)))
+    outcome = service.handle(cloud_event({**raw("b0", 6), "client_id": "3.4"}))
+    assert outcome.status == "duplicate"
+    assert outcome.enriched is not None
+    assert outcome.enriched["resolved"]["client_id"] == "3.4"
+    assert store.states["1.2"][0].events == 2
