@@ -53,12 +53,11 @@ resource "google_firestore_field" "expire_at" {
   depends_on = [google_firestore_database.this]
 }
 
-# Index exemptions for large fields. By default Firestore indexes every leaf of a map and
-# every element of an array, so a client document's identity marks, per-stream session
-# windows and recent event ids (or a bridge candidate's map of clients) would add dozens
-# of index entries to every write (each billed as write work and latency, and an
-# oversized entry fails the write). The functions read these documents by id and never
-# query these fields.
+# Index exemptions for large fields. By default Firestore indexes every field, every leaf
+# of a map and every element of an array: a client document's compressed history (state)
+# or a bridge candidate's map of clients would add index entries to every write (billed
+# as write work and latency; an entry over 1,500 bytes is truncated). The functions read
+# these documents by id and never query these fields.
 resource "google_firestore_field" "unindexed" {
   for_each = local.unindexed_fields
 
