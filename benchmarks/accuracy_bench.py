@@ -43,7 +43,7 @@ SEED = 23
 
 
 def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
-    people = 15 if quick else 80
+    people = 15 if quick else 60
     stream = make_stream(people, seed=SEED)
     payloads: dict[str, dict[str, Any]] = {}
     for payload in stream.deliveries:

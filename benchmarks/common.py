@@ -80,8 +80,14 @@ def design_factory(
     publisher = RecordingPublisher()
     if design == "baseline":
         return baseline_factory(counter, prefix), publisher
-    per_worker = design == "stitch-instances"
-    return stitch_factory(counter, prefix, now_micros, publisher, per_worker=per_worker), publisher
+    factory = stitch_factory(
+        counter,
+        prefix,
+        now_micros,
+        publisher,
+        per_worker=design == "stitch-instances",
+    )
+    return factory, publisher
 
 
 @dataclass(frozen=True)

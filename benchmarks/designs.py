@@ -107,11 +107,10 @@ def baseline_factory(counter: RpcCounter, prefix: str, seed: int = 1) -> DesignF
 
 
 def stitch_runtime(
-    counter: RpcCounter, prefix: str, now_micros: int, publisher: RecordingPublisher
+    counter: RpcCounter, settings: Settings, now_micros: int, publisher: RecordingPublisher
 ) -> ResolveRuntime:
     """Our resolver as one function instance, wired as ``ResolveRuntime.from_settings``
     wires it (state store and cross-domain evidence on one client), with its own cache."""
-    settings = Settings(project=PROJECT, collection_prefix=prefix)
     client = counting_client(PROJECT, counter)
     return ResolveRuntime(
         settings,
@@ -133,8 +132,9 @@ def stitch_factory(
 ) -> DesignFactory:
     """ga4-stitch as one shared instance, or (``per_worker``) one instance per worker,
     like separate Cloud Run instances, each with its own cache."""
+    settings = Settings(project=PROJECT, collection_prefix=prefix)
     if not per_worker:
-        shared = StitchDesign(stitch_runtime(counter, prefix, now_micros, publisher))
+        shared = StitchDesign(stitch_runtime(counter, settings, now_micros, publisher))
         return lambda _worker: shared
     instances: dict[int, Design] = {}
     lock = threading.Lock()
@@ -142,7 +142,7 @@ def stitch_factory(
     def for_worker(worker: int) -> Design:
         with lock:
             if worker not in instances:
-                runtime = stitch_runtime(counter, prefix, now_micros, publisher)
+                runtime = stitch_runtime(counter, settings, now_micros, publisher)
                 instances[worker] = StitchDesign(runtime)
             return instances[worker]
 

@@ -14,15 +14,13 @@ Three measurements, each stated as what it is:
   of several lengths (distinct event ids, as read from Firestore), and the cache's size
   for 1k, 10k and 100k clients, which the LRU bounds at ``min(N, cache size)`` entries.
 - ``history`` (pure core, then the emulator for two points): one client's state document
-  after 10 ... 10,000 events, as JSON bytes and as Firestore counts storage; on the
+  after 10 ... 10,000 events, in bytes as Firestore counts storage; on the
   emulator, the document written at two points, its ``Commit`` request bytes and the
   size of what reads back. Bounded means: constant once the history exceeds the windows.
 """
 
 from __future__ import annotations
 
-import json
-import resource
 import time
 import tracemalloc
 import zlib
@@ -89,7 +87,6 @@ def _clients(env: BenchEnv, count: int) -> dict[str, Any]:
         settings, store, RecordingPublisher(), clock=lambda: START_MICROS, sleep=time.sleep
     )
     design = StitchDesign(runtime)
-    rss_before = _max_rss_kib()
     first = deliver([_event(c, 0) for c in range(count)], lambda _: design, "ordered")
     first_rpcs = counter.calls()
     counter.reset()
@@ -102,13 +99,8 @@ def _clients(env: BenchEnv, count: int) -> dict[str, Any]:
         "steady_rpcs_per_event": per_event(counter.calls(), second.deliveries),
         "steady_events": second.deliveries,
         "cached_clients": store.cached_clients,
-        "max_rss_growth_kib": _max_rss_kib() - rss_before,
         "statuses": dict(first.statuses + second.statuses),
     }
-
-
-def _max_rss_kib() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 # --------------------------------------------------------------------------- memory
@@ -146,10 +138,9 @@ def _memory(sample: int) -> dict[str, Any]:
             to_document(_history_state(events, f"{2_000_000_000 + n}.1700000000", rules))
             for n in range(sample)
         ]
-        encoded = [json.dumps(document) for document in documents]
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        held = [Snapshot(from_document(json.loads(text)), None) for text in encoded]
+        held = [Snapshot(from_document(document), None) for document in documents]
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         per_entry[events] = round((after - before) / len(held))
@@ -179,7 +170,6 @@ def _history(env: BenchEnv, points: tuple[int, ...]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         document = to_document(state)
         sizes[events] = {
-            "json_bytes": len(json.dumps(document, separators=(",", ":"))),
             "firestore_bytes": document_size(["clients", client_document_id(client)], document),
             "core_us_per_event": round(1e6 * seconds / events, 1),
             "processed_kept": len(state.processed),

@@ -53,9 +53,9 @@ def test_a_transaction_costs_begin_read_and_commit(counted):
 
 
 def test_both_designs_resolve_a_small_stream_with_concurrent_workers(clean_firestore):
-    """Every delivery gets an answer; ga4-stitch loses nothing, sends no duplicate (hops,
-    whose two client ids are two ordering keys, and redeliveries are in the stream), and
-    each of its errors is one the processing order explains."""
+    """Every delivery gets an answer; ga4-stitch loses nothing and sends no duplicate
+    (cross-domain hops and redeliveries are in the stream), and each of its errors is one
+    the processing order explains."""
     env = BenchEnv(clean_firestore)
     stream = make_stream(2, seed=6)
     payloads = {str(p.get("event_id")): p for p in stream.deliveries}
