@@ -94,7 +94,7 @@ def resolve_event(
         new_link=decision.new_link,
     )
     others = tuple(s for s in current.streams if s.stream != stream_name)
-    processed = (*current.processed, ProcessedEvent(event.event_id, resolved))
+    processed = (*current.processed, ProcessedEvent.of(event.event_id, resolved))
     updated = replace(
         current,
         identity=identity,

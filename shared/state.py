@@ -27,6 +27,7 @@ from shared.sessions import SessionWindow, StreamSessions
 
 SCHEMA_VERSION = 2
 
+
 @dataclass(frozen=True)
 class Resolved:
     """The state-dependent part of an enriched event's ``resolved`` object."""
@@ -48,10 +49,27 @@ class Resolved:
     can publish the identity link again if the first publish failed)."""
 
 
+_RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))
+
+
 @dataclass(frozen=True)
 class ProcessedEvent:
+    """One remembered event id and the answer it got, kept as the plain field values of
+    ``Resolved`` (in declaration order): a ``Resolved`` is built only for a redelivery,
+    which is rare, so loading and saving a client never pays for a hundred of them."""
+
     event_id: str
-    resolved: Resolved
+    answer: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, event_id: str, resolved: Resolved) -> ProcessedEvent:
+        return cls(event_id, tuple(getattr(resolved, name) for name in _RESOLVED_FIELDS))
+
+    @property
+    def resolved(self) -> Resolved:
+        data = dict(zip(_RESOLVED_FIELDS, self.answer, strict=True))
+        data["link"] = dict(data["link"]) if data["link"] else None
+        return Resolved(**data)
 
 
 @dataclass(frozen=True)
@@ -79,10 +97,6 @@ class ClientState:
         return None
 
 
-_WINDOW_FIELDS = tuple(f.name for f in fields(SessionWindow))
-_RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))
-
-
 def _compact(state: ClientState) -> dict[str, Any]:
     return {
         "m": [[mark.time_micros, mark.user_id] for mark in state.identity.marks],
@@ -91,17 +105,8 @@ def _compact(state: ClientState) -> dict[str, Any]:
             [s.stream, s.count, s.last_activity_micros, [list(astuple(w)) for w in s.windows]]
             for s in state.streams
         ],
-        "p": [
-            [p.event_id, *(getattr(p.resolved, name) for name in _RESOLVED_FIELDS)]
-            for p in state.processed
-        ],
+        "p": [[p.event_id, *p.answer] for p in state.processed],
     }
-
-
-def _resolved(values: list[Any]) -> Resolved:
-    data = dict(zip(_RESOLVED_FIELDS, values, strict=True))
-    data["link"] = dict(data["link"]) if data["link"] else None
-    return Resolved(**data)
 
 
 def to_document(state: ClientState) -> dict[str, Any]:
@@ -139,7 +144,6 @@ def from_document(data: Mapping[str, Any]) -> ClientState:
             for name, count, last, windows in history["s"]
         ),
         processed=tuple(
-            ProcessedEvent(event_id=entry[0], resolved=_resolved(entry[1:]))
-            for entry in history["p"]
+            ProcessedEvent(event_id=entry[0], answer=tuple(entry[1:])) for entry in history["p"]
         ),
     )
