@@ -11,7 +11,7 @@ Three measurements, each stated as what it is:
   emulator time. The baseline keeps nothing in the instance: its cost does not depend
   on N and is measured in the resolver benchmark.
 - ``memory`` (pure core, ``tracemalloc``): bytes one cached client holds after histories
-  of several lengths (distinct event ids, as read from Firestore), and the cache's size
+  of several lengths (the cache keeps the stored, compressed document), and the cache's size
   for 1k, 10k and 100k clients, which the LRU bounds at ``min(N, cache size)`` entries.
 - ``history`` (pure core, then the emulator for two points): one client's state document
   after 10 ... 10,000 events, in bytes as Firestore counts storage; on the
@@ -35,11 +35,11 @@ from benchmarks.firestore_size import document_size
 from benchmarks.report import Row, verdict
 from benchmarks.rpc_counter import RpcCounter, counting_client, per_event
 from shared.events import decode_raw_event
-from shared.firestore_store import FirestoreStateStore, Snapshot, client_document_id
+from shared.firestore_store import FirestoreStateStore, client_document_id
 from shared.resolution import Rules, resolve_event
 from shared.resolve_service import ResolveRuntime
 from shared.settings import Settings
-from shared.state import ClientState, from_document, to_document
+from shared.state import ClientState, to_document
 
 SCALED_CACHE = 1_000
 DEFAULT_CACHE = 10_000
@@ -134,13 +134,13 @@ def _memory(sample: int) -> dict[str, Any]:
     rules = Rules()
     per_entry = {}
     for events in (5, 20, 120):
-        documents = [
-            to_document(_history_state(events, f"{2_000_000_000 + n}.1700000000", rules))
+        states = [
+            _history_state(events, f"{2_000_000_000 + n}.1700000000", rules)
             for n in range(sample)
         ]
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        held = [Snapshot(from_document(document), None) for document in documents]
+        held = [to_document(state) for state in states]
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         per_entry[events] = round((after - before) / len(held))
