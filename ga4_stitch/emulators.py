@@ -78,20 +78,30 @@ class Emulator:
         stop_process_group(self.process)
 
 
+def spawn(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a process group of its own, output to ``log_path``, so that
+    ``stop_process_group`` can end it and every child it spawns."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
+
+
 def start_emulator(kind: str, log_dir: Path, timeout: float = 90.0) -> Emulator:
     """Start ``kind`` (``pubsub`` or ``firestore``) on a free port and wait until it listens."""
     port = free_port()
     log_path = log_dir / f"{kind}-emulator.log"
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [*EMULATOR_COMMANDS[kind], f"--host-port=127.0.0.1:{port}", "--quiet"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    process = spawn(command, log_path)
     emulator = Emulator(kind=kind, port=port, process=process, log_path=log_path)
     try:
         wait_for_port("127.0.0.1", port, timeout, process)

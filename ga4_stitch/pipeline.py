@@ -39,6 +39,7 @@ from ga4_stitch.emulators import (
     Emulator,
     clear_firestore,
     free_port,
+    spawn,
     start_emulator,
     stop_process_group,
     wait_for_port,
@@ -381,21 +382,17 @@ class LocalPipeline:
         env = self._function_env(ga4_url)
         for name in FUNCTIONS:
             port = free_port()
-            with (logs / f"{name}.log").open("wb") as log:
-                process = subprocess.Popen(
-                    [
-                        command,
-                        *("--target", name, "--source", str(MAIN)),
-                        *("--signature-type", "cloudevent"),
-                        *("--host", "127.0.0.1", "--port", str(port)),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    env=env,
-                    cwd=MAIN.parent.parent,
-                )
+            process = spawn(
+                [
+                    command,
+                    *("--target", name, "--source", str(MAIN)),
+                    *("--signature-type", "cloudevent"),
+                    *("--host", "127.0.0.1", "--port", str(port)),
+                ],
+                logs / f"{name}.log",
+                env=env,
+                cwd=MAIN.parent.parent,
+            )
             self._functions[name] = (process, port)
         for name, (process, port) in self._functions.items():
             try:

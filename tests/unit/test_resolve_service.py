@@ -167,7 +167,7 @@ def test_an_aliased_client_follows_its_canonical_client_and_a_cycle_is_refused()
 
 def test_an_event_resolved_before_its_client_was_aliased_stays_a_duplicate_after():
     """A redelivery of an event from before the alias is answered from the alias's record."""
-    service, store, publisher = linking_runtime()
+    service, store, _ = linking_runtime()
     service.handle(cloud_event(raw("a1", 5)))
     service.handle(cloud_event({**raw("b0", 6), "client_id": "3.4"}))
     service.handle(cloud_event(with_token("b1", "3.4", "1.2", 4)))
