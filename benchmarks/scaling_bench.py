@@ -135,8 +135,7 @@ def _memory(sample: int) -> dict[str, Any]:
     per_entry = {}
     for events in (5, 20, 120):
         states = [
-            _history_state(events, f"{2_000_000_000 + n}.1700000000", rules)
-            for n in range(sample)
+            _history_state(events, f"{2_000_000_000 + n}.1700000000", rules) for n in range(sample)
         ]
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
