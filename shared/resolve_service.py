@@ -179,8 +179,15 @@ class ResolveRuntime:
         decision = apply_user_id_policy(
             event.user_id, privacy.pii_user_id_mode, privacy.pii_hash_secret
         )
-        payload = scrub_parameters(
-            event.payload, privacy.pii_parameters, privacy.pii_user_id_mode, privacy.pii_hash_secret
+        payload = (
+            scrub_parameters(
+                event.payload,
+                privacy.pii_parameters,
+                privacy.pii_user_id_mode,
+                privacy.pii_hash_secret,
+            )
+            if privacy.pii_parameters or "user_data" in event.payload
+            else dict(event.payload)
         )
         if decision.action != "kept":
             log.info("pii user id", extra={"event": "pii_user_id", "action": decision.action})

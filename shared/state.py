@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from shared.identity import Identity, IdentityMark, IdentitySource
@@ -50,6 +50,7 @@ class Resolved:
 
 
 _RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))
+_WINDOW_FIELDS = tuple(f.name for f in fields(SessionWindow))
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,12 @@ def _compact(state: ClientState) -> dict[str, Any]:
         "m": [[mark.time_micros, mark.user_id] for mark in state.identity.marks],
         "u": list(state.identity.linked_users),
         "s": [
-            [s.stream, s.count, s.last_activity_micros, [list(astuple(w)) for w in s.windows]]
+            [
+                s.stream,
+                s.count,
+                s.last_activity_micros,
+                [[getattr(w, name) for name in _WINDOW_FIELDS] for w in s.windows],
+            ]
             for s in state.streams
         ],
         "p": [[p.event_id, *p.answer] for p in state.processed],
@@ -118,7 +124,7 @@ def to_document(state: ClientState) -> dict[str, Any]:
         "alias_of": state.alias_of,
         "events": state.events,
         "first_seen_micros": state.first_seen_micros,
-        "state": zlib.compress(history.encode(), 6),
+        "state": zlib.compress(history.encode(), 1),
     }
 
 
