@@ -3,7 +3,7 @@
 Cost per event in the common case is one RPC: the instance remembers the document and
 the ``update_time`` it last wrote for a client, and commits the next state with an
 ``update_time`` precondition. The cache holds documents in their stored, compressed form
-(about 1 kB a client, against some 50 kB decoded), so a large cache fits a small
+(about 2.5 kB a client, against some 70 kB decoded), so a large cache fits a small
 instance; decoding one on a hit costs a fraction of a millisecond, far less than a read.
 A cache miss adds one ``get`` (two RPCs). When another instance or a concurrent delivery
 wrote first, the precondition fails, the cache entry is dropped and the caller decides
