@@ -22,23 +22,12 @@ from typing import Any
 
 from benchmarks.attribution import attribute
 from benchmarks.baseline import BaselineResolver, run_baseline
-from benchmarks.common import BenchEnv, Stream, make_stream, run_design
+from benchmarks.common import CELLS, WORKERS, BenchEnv, Stream, make_stream, run_design
 from benchmarks.designs import PROJECT
 from benchmarks.report import Row, ratio, verdict
 from benchmarks.rpc_counter import RpcCounter, counting_client
 from ga4_stitch.score import score
 
-CELLS = (
-    ("sequential", "baseline"),
-    ("sequential", "stitch"),
-    ("ordered", "baseline"),
-    ("ordered", "stitch"),
-    ("ordered", "stitch-instances"),
-    ("unordered", "baseline"),
-    ("unordered", "stitch"),
-    ("unordered", "stitch-instances"),
-)
-WORKERS = 8
 SEED = 23
 
 

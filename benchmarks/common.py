@@ -26,6 +26,19 @@ from ga4_stitch.emulators import clear_firestore
 from ga4_stitch.simulate import SimulationConfig, simulate
 
 START_MICROS = 1_763_800_000_000_000
+
+CELLS = (
+    ("sequential", "baseline"),
+    ("sequential", "stitch"),
+    ("ordered", "baseline"),
+    ("ordered", "stitch"),
+    ("ordered", "stitch-instances"),
+    ("unordered", "baseline"),
+    ("unordered", "stitch"),
+    ("unordered", "stitch-instances"),
+)
+"""Delivery mode x design, each measured on the same stream (see docs/benchmarks.md)."""
+WORKERS = 8
 """The simulated "now": every stream's events lie in the 48 hours before it."""
 
 DESIGNS = {

@@ -16,20 +16,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchEnv, Stream, make_stream, run_design, speed_figures
-from benchmarks.report import Row, ratio, verdict
-
-CELLS = (
-    ("sequential", "baseline"),
-    ("sequential", "stitch"),
-    ("ordered", "baseline"),
-    ("ordered", "stitch"),
-    ("ordered", "stitch-instances"),
-    ("unordered", "baseline"),
-    ("unordered", "stitch"),
-    ("unordered", "stitch-instances"),
+from benchmarks.common import (
+    CELLS,
+    WORKERS,
+    BenchEnv,
+    Stream,
+    make_stream,
+    run_design,
+    speed_figures,
 )
-WORKERS = 8
+from benchmarks.report import Row, ratio, verdict
 
 
 def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
