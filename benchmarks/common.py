@@ -41,13 +41,6 @@ CELLS = (
 WORKERS = 8
 """The simulated "now": every stream's events lie in the 48 hours before it."""
 
-DESIGNS = {
-    "baseline": "baseline (read-then-write)",
-    "stitch": "ga4-stitch, one instance",
-    "stitch-instances": "ga4-stitch, one instance per worker",
-}
-
-
 @dataclass
 class BenchEnv:
     """The running emulators a benchmark uses (hosts as ``*_EMULATOR_HOST`` hold them)."""

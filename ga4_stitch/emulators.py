@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 EMULATOR_COMMANDS = {
@@ -68,7 +68,6 @@ class Emulator:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:

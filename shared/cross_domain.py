@@ -31,7 +31,7 @@ from typing import Literal, Protocol
 
 from shared.bridging import BridgeCandidate, domain_of, fingerprint, match_bridge, observe_candidate
 from shared.events import RawEvent
-from shared.link_tokens import check_link_token, extract_link_token
+from shared.link_tokens import REPLAYED, check_link_token, extract_link_token
 from shared.linker import check_linker_param, extract_linker_param
 from shared.settings import PrivacySettings
 
@@ -114,7 +114,7 @@ class CrossDomainLinker:
             )
         )
         if spent:
-            return None, Refusal("token", "replayed")
+            return None, Refusal("token", REPLAYED)
         if claim is None and refusal is None:
             claim, refusal = self._bridge(event)
         if claim is not None and claim.canonical_client_id == event.client_id:

@@ -232,26 +232,6 @@ class FirestoreStateStore:
     def cached_clients(self) -> int:
         return len(self._cache)
 
-    def read_user(self, user_id: str) -> dict[str, Any] | None:
-        with translated_errors():
-            document = self._users.document(user_key(user_id, self._user_secret)).get()
-        return document.to_dict() if document.exists else None
-
-    def delete_client(self, client_id: str) -> bool:
-        reference = self._clients.document(client_document_id(client_id))
-        with translated_errors():
-            existed = bool(reference.get().exists)
-            reference.delete()
-        self.forget(client_id)
-        return existed
-
-    def delete_user(self, user_id: str) -> bool:
-        reference = self._users.document(user_key(user_id, self._user_secret))
-        with translated_errors():
-            existed = bool(reference.get().exists)
-            reference.delete()
-        return existed
-
 
 class FirestoreLinkStore:
     """``LinkEvidenceStore`` on Firestore: single-use token markers and bridge candidates.

@@ -60,7 +60,6 @@ SYSTEM_FIELDS = frozenset(
 )
 SYSTEM_PREFIXES = ("x-ga-", "x-sst-", "gtm.")
 PAGE_PARAMS = ("page_location", "page_referrer", "page_title")
-ALWAYS_KEPT = frozenset({"session_id", "engagement_time_msec"})
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,6 @@ USER_DATA_FIELD: Final = "user_data"
 HASHED_FIELD_PREFIX: Final = "sha256_"
 
 PiiKind = Literal["email", "phone"]
-PiiMode = Literal["hash", "drop"]
-IpMode = Literal["pass", "truncate", "drop"]
 UserIdAction = Literal["kept", "hashed", "dropped", "dropped_no_secret"]
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
