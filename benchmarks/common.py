@@ -26,6 +26,7 @@ from ga4_stitch.emulators import clear_firestore
 from ga4_stitch.simulate import SimulationConfig, simulate
 
 START_MICROS = 1_763_800_000_000_000
+"""The simulated "now": every stream's events lie in the 48 hours before it."""
 
 CELLS = (
     ("sequential", "baseline"),
@@ -39,7 +40,7 @@ CELLS = (
 )
 """Delivery mode x design, each measured on the same stream (see docs/benchmarks.md)."""
 WORKERS = 8
-"""The simulated "now": every stream's events lie in the 48 hours before it."""
+
 
 @dataclass
 class BenchEnv:

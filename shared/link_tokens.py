@@ -32,12 +32,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
-from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from shared.errors import SettingsError
+from shared.urls import url_parameter
 
 VERSION: Final = "1"
 MIN_SECRET_BYTES: Final = 16
@@ -133,31 +133,8 @@ def extract_link_token(
         value = (event_fields or {}).get(name)
         if isinstance(value, str) and value.strip():
             return value.strip()
-    if not page_location:
-        return None
-    try:
-        url = urlsplit(page_location)
-    except ValueError:
-        return None
-    for part in (url.query, url.fragment):
-        for name, value in parse_qsl(part, keep_blank_values=True):
-            if name == parameter and value.strip():
-                return value.strip()
-    return None
-
-
-def remove_query_parameters(url: str, names: Collection[str]) -> str:
-    """``url`` without the named query parameters (a spent token, ``_gl``), so reports
-    in GA4 do not split one page into many; every other byte of the URL is kept."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    pieces = parts.query.split("&")
-    kept = [piece for piece in pieces if unquote_plus(piece.split("=", 1)[0]) not in names]
-    if len(kept) == len(pieces):
-        return url
-    return urlunsplit(parts._replace(query="&".join(kept)))
+    value = url_parameter(page_location, parameter)
+    return value.strip() if value else None
 
 
 def _key(secret: str | bytes) -> bytes:

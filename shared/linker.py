@@ -44,7 +44,9 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
+
+from shared.urls import url_parameter
 
 LINKER_PARAMETER: Final = "_gl"
 LINKER_VERSION: Final = "1"
@@ -119,17 +121,8 @@ class LinkerCheck:
 def extract_linker_param(page_location: str | None) -> str | None:
     """The ``_gl`` value of a URL's query, else its fragment, percent-decoded until it
     reads as a linker value (gtag.js decodes up to three times)."""
-    if not page_location:
-        return None
-    try:
-        url = urlsplit(page_location)
-    except ValueError:
-        return None
-    for part in (url.query, url.fragment):
-        for name, value in parse_qsl(part, keep_blank_values=True):
-            if name == LINKER_PARAMETER and value:
-                return _unquoted(value)
-    return None
+    value = url_parameter(page_location, LINKER_PARAMETER)
+    return _unquoted(value) if value else None
 
 
 def _unquoted(value: str) -> str:

@@ -35,7 +35,6 @@ from shared.firestore_store import (
     expire_at,
     firestore_client,
 )
-from shared.link_tokens import remove_query_parameters
 from shared.logs import get_logger
 from shared.messages import PubSubMessage, message_from_cloud_event
 from shared.privacy import apply_user_id_policy, scrub_parameters
@@ -50,6 +49,7 @@ from shared.resolution import Resolution, Rules, enrich, resolve_cookieless, res
 from shared.retry import transient_retry
 from shared.settings import Settings
 from shared.state import ClientState
+from shared.urls import remove_query_parameters
 
 log = get_logger("resolve")
 

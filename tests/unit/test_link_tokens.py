@@ -16,8 +16,8 @@ from shared.link_tokens import (
     extract_link_token,
     mint_link_token,
     new_nonce,
-    remove_query_parameters,
 )
+from shared.urls import remove_query_parameters
 
 SECRET = "0123456789abcdef-link-secret"
 OTHER_SECRET = "fedcba9876543210-link-secret"
