@@ -84,11 +84,9 @@ class ClientStateStore(Protocol):
         aliases: Sequence[tuple[Snapshot, ClientState]] = (),
     ) -> None:
         """Write ``state`` if the document is still at ``snapshot.version``, else raise
-        ``ConcurrentUpdate``; links update the users' documents and ``aliases`` (a second
-        domain's client now pointing at this one) their own, all in the same commit."""
-
-    def forget(self, client_id: str) -> None:
-        """Drop any cached copy, so the next ``load`` reads the store."""
+        ``ConcurrentUpdate`` (after dropping any cached copy, so the next ``load`` reads
+        the store); links update the users' documents and ``aliases`` (a second domain's
+        client now pointing at this one) their own, all in the same commit."""
 
 
 @contextmanager
@@ -179,7 +177,7 @@ class FirestoreStateStore:
                 results = batch.commit()
         except ConcurrentUpdate:
             for _, new in written:
-                self.forget(new.client_id)
+                self._forget(new.client_id)
             raise
         for (_, new), document, result in zip(written, documents, results, strict=False):
             self._remember(new.client_id, document, result.update_time)
@@ -212,7 +210,7 @@ class FirestoreStateStore:
             merge=True,
         )
 
-    def forget(self, client_id: str) -> None:
+    def _forget(self, client_id: str) -> None:
         with self._cache_lock:
             self._cache.pop(client_id, None)
 

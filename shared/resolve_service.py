@@ -24,7 +24,7 @@ from typing import Any
 
 from shared.bots import classify_user_agent, decide_bot_action
 from shared.cross_domain import CrossDomainLinker, LinkClaim, LinkEvidenceStore
-from shared.errors import ConcurrentUpdate, InvalidEvent, PermanentError
+from shared.errors import InvalidEvent, PermanentError
 from shared.events import RawEvent, decode_raw_event
 from shared.firestore_store import (
     ClientStateStore,
@@ -272,19 +272,13 @@ class ResolveRuntime:
             if resolution.new_link and resolution.resolved.user_id
             else []
         )
-        try:
-            self._store.save(
-                snapshot,
-                resolution.state,
-                links,
-                expire_at(now, self._settings.ttl_micros),
-                aliases=[alias] if alias else (),
-            )
-        except ConcurrentUpdate:
-            self._store.forget(event.client_id)
-            if alias:
-                self._store.forget(alias[1].client_id)
-            raise
+        self._store.save(
+            snapshot,
+            resolution.state,
+            links,
+            expire_at(now, self._settings.ttl_micros),
+            aliases=[alias] if alias else (),
+        )
         return resolution
 
     def _claim(self, event: RawEvent, now: int) -> LinkClaim | None:

@@ -58,9 +58,6 @@ class FakeStateStore:
             self.states[written.client_id] = (written, self.saves)
         self.links.extend(links)
 
-    def forget(self, client_id: str) -> None:
-        """Nothing is cached."""
-
 
 class FakeLinkEvidence:
     """``LinkEvidenceStore`` in memory: single-use token markers, no bridge candidates."""
