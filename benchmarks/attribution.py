@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.errors import InvalidEvent
-from shared.events import normalize_client_id
+from shared.domain.events import normalize_client_id
 from shared.settings import DEFAULT_BLOCKED_USER_IDS
 
 TIMEOUT_MICROS = 30 * 60 * 1_000_000

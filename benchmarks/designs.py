@@ -27,10 +27,10 @@ from typing import Any, Protocol
 from benchmarks.baseline import BaselineResolver
 from benchmarks.rpc_counter import RpcCounter, counting_client
 from shared.errors import PermanentError
-from shared.events import RawEvent
-from shared.firestore_store import FirestoreLinkStore, FirestoreStateStore
-from shared.pubsub import OutgoingMessage
-from shared.resolve_service import ResolveRuntime
+from shared.domain.events import RawEvent
+from shared.adapters.firestore.state_store import FirestoreLinkStore, FirestoreStateStore
+from shared.adapters.pubsub import OutgoingMessage
+from shared.services.resolve import ResolveRuntime
 from shared.settings import Settings
 
 PROJECT = "demo-ga4-stitch"
@@ -54,7 +54,7 @@ DesignFactory = Callable[[int], Design]
 
 
 class RecordingPublisher:
-    """A ``shared.pubsub.Publisher`` that counts messages by topic and publishes nothing."""
+    """A ``shared.adapters.pubsub.Publisher`` that counts messages by topic and publishes nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

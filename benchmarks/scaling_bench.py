@@ -34,12 +34,12 @@ from benchmarks.designs import PROJECT, RecordingPublisher, StitchDesign
 from benchmarks.firestore_size import document_size
 from benchmarks.report import Row, verdict
 from benchmarks.rpc_counter import RpcCounter, counting_client, per_event
-from shared.events import decode_raw_event
-from shared.firestore_store import FirestoreStateStore, client_document_id
-from shared.resolution import Rules, resolve_event
-from shared.resolve_service import ResolveRuntime
+from shared.domain.events import decode_raw_event
+from shared.adapters.firestore.state_store import FirestoreStateStore, client_document_id
+from shared.domain.resolution import Rules, resolve_event
+from shared.services.resolve import ResolveRuntime
 from shared.settings import Settings
-from shared.state import ClientState, to_document
+from shared.domain.state import ClientState, to_document
 
 SCALED_CACHE = 1_000
 DEFAULT_CACHE = 10_000

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
     from flask import Request
 
-    from shared.forward_service import ForwardRuntime
-    from shared.inline_service import InlineRuntime
-    from shared.resolve_service import ResolveRuntime
+    from shared.services.forward import ForwardRuntime
+    from shared.services.inline import InlineRuntime
+    from shared.services.resolve import ResolveRuntime
 
 
 @functools.cache
@@ -35,21 +35,21 @@ def settings() -> Settings:
 
 @functools.cache
 def resolve_runtime() -> ResolveRuntime:
-    from shared.resolve_service import ResolveRuntime
+    from shared.services.resolve import ResolveRuntime
 
     return ResolveRuntime.from_settings(settings())
 
 
 @functools.cache
 def forward_runtime() -> ForwardRuntime:
-    from shared.forward_service import ForwardRuntime
+    from shared.services.forward import ForwardRuntime
 
     return ForwardRuntime.from_settings(settings())
 
 
 @functools.cache
 def inline_runtime() -> InlineRuntime:
-    from shared.inline_service import InlineRuntime
+    from shared.services.inline import InlineRuntime
 
     return InlineRuntime.from_settings(settings())
 

@@ -446,7 +446,7 @@ def _reader(args: argparse.Namespace) -> Any:
     from ga4_stitch.inspect import StateReader
     from ga4_stitch.pipeline import PROJECT, client_environment
     from shared.errors import SettingsError
-    from shared.firestore_store import firestore_client
+    from shared.adapters.firestore.state_store import firestore_client
     from shared.settings import Settings
 
     info = _attached(args)

@@ -2,7 +2,7 @@
 
 It answers like GA4: ``POST /mp/collect`` always answers 204 (GA4 accepts invalid payloads
 silently), ``POST /debug/mp/collect`` answers 200 with ``{"validationMessages": [...]}``.
-Both validate exactly like ``shared.validation`` in strict mode (every message counts, nothing
+Both validate exactly like ``shared.domain.validation`` in strict mode (every message counts, nothing
 is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query parameters.
 
 Every request is recorded, in memory and as one NDJSON line
@@ -29,8 +29,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.ga4_client import EVENT_ID_HEADER
-from shared.validation import Code, Message, parse_body, validate
+from shared.adapters.ga4_http import EVENT_ID_HEADER
+from shared.domain.validation import Code, Message, parse_body, validate
 
 COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.firestore_store import client_document_id, user_key
+from shared.adapters.firestore.state_store import client_document_id, user_key
 from shared.settings import Settings
-from shared.state import ClientState, from_document
+from shared.domain.state import ClientState, from_document
 
 
 def iso(micros: int | None) -> str | None:

@@ -76,8 +76,8 @@ class CanonicalKeys:
 
     def key(self, payload: Mapping[str, Any], received: str) -> str:
         from shared.errors import InvalidEvent
-        from shared.events import normalize_client_id
-        from shared.linker import (
+        from shared.domain.events import normalize_client_id
+        from shared.domain.crossdomain.linker import (
             CLIENT_ID_KEY,
             extract_linker_param,
             normalize_linker_client_id,

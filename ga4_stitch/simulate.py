@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.linker import encode_linker
+from shared.domain.crossdomain.linker import encode_linker
 
 MICROS = 1_000_000
 MINUTE = 60 * MICROS

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.bridging import BridgeCandidate
+from shared.domain.crossdomain.bridging import BridgeCandidate
 from shared.errors import ConcurrentUpdate, TransientError
-from shared.firestore_store import Snapshot, UserLink
-from shared.pubsub import OutgoingMessage
-from shared.state import ClientState
+from shared.adapters.firestore.state_store import Snapshot, UserLink
+from shared.adapters.pubsub import OutgoingMessage
+from shared.domain.state import ClientState
 
 
 class FakeStateStore:

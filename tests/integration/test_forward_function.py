@@ -17,7 +17,7 @@ from google.cloud import firestore, pubsub_v1
 
 from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.errors import TransientError
-from shared.forward_ledger import ClaimOutcome, FirestoreForwardLedger
+from shared.adapters.firestore.ledger import ClaimOutcome, FirestoreForwardLedger
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import functions_framework
 import pytest
 from google.cloud import firestore
 
-from shared.link_tokens import check_link_token
+from shared.domain.crossdomain.tokens import check_link_token
 from tests.conftest import PROJECT
 from tests.integration.pubsub_helpers import pull_all
 

@@ -17,17 +17,17 @@ from ga4_stitch.inspect import (
     format_report,
     user_report,
 )
-from shared.events import decode_raw_event
-from shared.firestore_store import (
+from shared.domain.events import decode_raw_event
+from shared.adapters.firestore.state_store import (
     FirestoreStateStore,
     Snapshot,
     UserLink,
     expire_at,
     firestore_client,
 )
-from shared.resolution import Rules, resolve_event
+from shared.domain.resolution import Rules, resolve_event
 from shared.settings import Settings
-from shared.state import ClientState
+from shared.domain.state import ClientState
 
 pytestmark = pytest.mark.integration
 

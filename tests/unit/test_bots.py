@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bots import BOT_PATTERNS, BotVerdict, classify_user_agent, decide_bot_action
+from shared.domain.bots import BOT_PATTERNS, BotVerdict, classify_user_agent, decide_bot_action
 
 SAMPLES = {
     "googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.bridging import (
+from shared.domain.crossdomain.bridging import (
     BridgeCandidate,
     BridgeMatch,
     domain_of,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidEvent
-from shared.events import REASONS, decode_raw_event, normalize_client_id, parse_consent, to_micros
-from shared.messages import message_from_cloud_event
+from shared.domain.events import REASONS, decode_raw_event, normalize_client_id, parse_consent, to_micros
+from shared.domain.messages import message_from_cloud_event
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gtm-sc-event-data.json"
 PUBLISH = 1_763_801_000_000_000

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from shared.errors import PermanentError, TransientError
-from shared.forward_ledger import Claim, ClaimOutcome, ledger_key
-from shared.forward_service import ForwardRuntime, LazyPublisher
-from shared.measurement import PayloadRules
-from shared.pubsub import OutgoingMessage
+from shared.adapters.firestore.ledger import Claim, ClaimOutcome, ledger_key
+from shared.services.forward import ForwardRuntime, LazyPublisher
+from shared.domain.measurement import PayloadRules
+from shared.adapters.pubsub import OutgoingMessage
 from tests.fakes import FakePublisher
 
 NOW = 1_763_800_154_000_000

@@ -14,8 +14,8 @@ import requests
 from ga4_stitch.emulators import free_port
 from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.errors import PermanentError, TransientError
-from shared.ga4_client import Ga4Client, retry_after_seconds
-from shared.validation import encode_body
+from shared.adapters.ga4_http import Ga4Client, retry_after_seconds
+from shared.domain.validation import encode_body
 
 SECRET = "s3cr3t-Api+Key/="
 VALID = encode_body({"client_id": "1.2", "events": [{"name": "page_view", "params": {}}]})

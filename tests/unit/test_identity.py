@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.identity import Identity, IdentityDecision, resolve_identity
+from shared.domain.identity import Identity, IdentityDecision, resolve_identity
 from shared.settings import IdentityRules
 
 RULES = IdentityRules()

@@ -11,9 +11,9 @@ from flask import Request
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
-from shared.inline_service import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
-from shared.link_tokens import check_link_token
-from shared.resolve_service import ResolveRuntime
+from shared.services.inline import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
+from shared.domain.crossdomain.tokens import check_link_token
+from shared.services.resolve import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
 from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
 

@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import SettingsError
-from shared.link_tokens import (
+from shared.domain.crossdomain.tokens import (
     check_link_token,
     extract_link_token,
     mint_link_token,
     new_nonce,
 )
-from shared.urls import remove_query_parameters
+from shared.domain.urls import remove_query_parameters
 
 SECRET = "0123456789abcdef-link-secret"
 OTHER_SECRET = "fedcba9876543210-link-secret"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.linker import (
+from shared.domain.crossdomain.linker import (
     TIMEZONE_OFFSETS,
     build_linker_param,
     check_linker_param,

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidEvent
-from shared.measurement import (
+from shared.domain.measurement import (
     PayloadRules,
     build_request,
     engagement_time,
     route_stream,
 )
 from shared.settings import Settings
-from shared.validation import validate
+from shared.domain.validation import validate
 
 RULES = PayloadRules(default_measurement_id="G-DEFAULT")
 

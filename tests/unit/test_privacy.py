@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import SettingsError
-from shared.privacy import (
+from shared.domain.privacy import (
     apply_ip_policy,
     apply_user_id_policy,
     looks_like_pii,

@@ -13,7 +13,7 @@ from ga4_stitch.replay import (
     percentile,
     sent_line,
 )
-from shared.linker import encode_linker
+from shared.domain.crossdomain.linker import encode_linker
 
 EVENT = {"client_id": "123.456", "event_name": "page_view", "event_id": "e-1"}
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidEvent
-from shared.events import Consent, RawEvent
-from shared.resolution import Rules, enrich, resolve_event
+from shared.domain.events import Consent, RawEvent
+from shared.domain.resolution import Rules, enrich, resolve_event
 from shared.settings import SessionRules
-from shared.state import ClientState, from_document, to_document
+from shared.domain.state import ClientState, from_document, to_document
 
 MINUTE = 60_000_000
 NOW = 1_763_800_000_000_000

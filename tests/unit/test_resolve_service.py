@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shared.errors import ConcurrentUpdate, TransientError
-from shared.link_tokens import mint_link_token
-from shared.resolve_service import ResolveRuntime
+from shared.domain.crossdomain.tokens import mint_link_token
+from shared.services.resolve import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
 from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
 

@@ -1,6 +1,6 @@
 """Property tests: disordered, duplicated delivery against sessions defined on sorted event time.
 
-Two theorems of ``shared.sessions``:
+Two theorems of ``shared.domain.sessions``:
 
 - exactness: when every late event lies within the timeout of the on-time events of its
   own session (and those have no gap of a timeout), resolving in delivery order, with
@@ -18,10 +18,10 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.events import Consent, RawEvent
-from shared.resolution import Rules, resolve_event
+from shared.domain.events import Consent, RawEvent
+from shared.domain.resolution import Rules, resolve_event
 from shared.settings import SessionRules
-from shared.state import ClientState, Resolved
+from shared.domain.state import ClientState, Resolved
 
 MINUTE = 60_000_000
 T0 = 1_763_000_000_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.sessions import SessionAssignment, SessionEvent, StreamSessions, assign_session
+from shared.domain.sessions import SessionAssignment, SessionEvent, StreamSessions, assign_session
 from shared.settings import SessionRules
 
 MINUTE = 60_000_000

@@ -23,7 +23,7 @@ from ga4_stitch.simulate import (
     expected_identities,
     simulate,
 )
-from shared.linker import check_linker_param, extract_linker_param
+from shared.domain.crossdomain.linker import check_linker_param, extract_linker_param
 
 START = 1_763_900_000_000_000
 WINDOW = 48 * 60 * MINUTE

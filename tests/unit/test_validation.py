@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.validation import (
+from shared.domain.validation import (
     Code,
     Validation,
     encode_body,

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.bots import classify_user_agent, decide_bot_action
-from shared.cross_domain import CrossDomainLinker, LinkClaim, LinkEvidenceStore
+from shared.domain.bots import classify_user_agent, decide_bot_action
+from shared.domain.crossdomain.claims import CrossDomainLinker, LinkClaim, LinkEvidenceStore
 from shared.errors import InvalidEvent, PermanentError
-from shared.events import RawEvent, decode_raw_event
-from shared.firestore_store import (
+from shared.domain.events import RawEvent, decode_raw_event
+from shared.adapters.firestore.state_store import (
     ClientStateStore,
     FirestoreLinkStore,
     FirestoreStateStore,
@@ -36,20 +36,20 @@ from shared.firestore_store import (
     firestore_client,
 )
 from shared.logs import get_logger
-from shared.messages import PubSubMessage, message_from_cloud_event
-from shared.privacy import apply_user_id_policy, scrub_parameters
-from shared.pubsub import (
+from shared.domain.messages import PubSubMessage, message_from_cloud_event
+from shared.domain.privacy import apply_user_id_policy, scrub_parameters
+from shared.adapters.pubsub import (
     OutgoingMessage,
     Publisher,
     PubSubPublisher,
     dead_letter_message,
     json_bytes,
 )
-from shared.resolution import Resolution, Rules, enrich, resolve_cookieless, resolve_event
+from shared.domain.resolution import Resolution, Rules, enrich, resolve_cookieless, resolve_event
 from shared.retry import transient_retry
 from shared.settings import Settings
-from shared.state import ClientState
-from shared.urls import remove_query_parameters
+from shared.domain.state import ClientState
+from shared.domain.urls import remove_query_parameters
 
 log = get_logger("resolve")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from shared.errors import SettingsError
-from shared.urls import url_parameter
+from shared.domain.urls import url_parameter
 
 VERSION: Final = "1"
 MIN_SECRET_BYTES: Final = 16

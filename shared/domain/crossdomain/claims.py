@@ -7,14 +7,14 @@ from then on its events are resolved on, and forwarded as, the canonical client.
 
 Proofs, strongest first:
 
-1. ``token``: our signed, expiring, single-use link token (``shared.link_tokens``), in a
+1. ``token``: our signed, expiring, single-use link token (``shared.domain.crossdomain.tokens``), in a
    ``page_location`` query parameter or an event field. Forged, expired and replayed
    tokens never link; each is counted in the logs.
 2. ``linker``: GA4's own ``_gl`` parameter, accepted when its checksum matches the
-   event's user agent within the current or previous minute (``shared.linker``).
+   event's user agent within the current or previous minute (``shared.domain.crossdomain.linker``).
 3. ``probabilistic`` (opt-in via ``PARTNER_DOMAINS``): a referrer from a partner domain
    with the same user agent and IP as one recent event there, within 60 seconds
-   (``shared.bridging``); ambiguous matches never link.
+   (``shared.domain.crossdomain.bridging``); ambiguous matches never link.
 
 Trust: a ``_gl`` value or a bridge is evidence, not authentication. Anyone who knows a
 client id (a first-party cookie value) can forge a ``_gl`` for it, as anyone can send
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from shared.bridging import BridgeCandidate, domain_of, fingerprint, match_bridge, observe_candidate
-from shared.events import RawEvent
-from shared.link_tokens import REPLAYED, check_link_token, extract_link_token
-from shared.linker import check_linker_param, extract_linker_param
+from shared.domain.crossdomain.bridging import BridgeCandidate, domain_of, fingerprint, match_bridge, observe_candidate
+from shared.domain.events import RawEvent
+from shared.domain.crossdomain.tokens import REPLAYED, check_link_token, extract_link_token
+from shared.domain.crossdomain.linker import check_linker_param, extract_linker_param
 from shared.settings import PrivacySettings
 
 LinkKind = Literal["token", "linker", "probabilistic"]

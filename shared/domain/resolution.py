@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from shared.errors import InvalidEvent
-from shared.events import RawEvent
-from shared.identity import resolve_identity
-from shared.sessions import SessionEvent, assign_session
+from shared.domain.events import RawEvent
+from shared.domain.identity import resolve_identity
+from shared.domain.sessions import SessionEvent, assign_session
 from shared.settings import IdentityRules, SessionRules
-from shared.state import ClientState, ProcessedEvent, Resolved
+from shared.domain.state import ClientState, ProcessedEvent, Resolved
 
 
 @dataclass(frozen=True)

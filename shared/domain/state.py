@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from shared.identity import Identity, IdentityMark, IdentitySource
-from shared.sessions import SessionWindow, StreamSessions
+from shared.domain.identity import Identity, IdentityMark, IdentitySource
+from shared.domain.sessions import SessionWindow, StreamSessions
 
 SCHEMA_VERSION = 2
 

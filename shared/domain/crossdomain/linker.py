@@ -31,7 +31,7 @@ Invariants:
   checksum a chance of about 6 in 10**8.
 - The checksum is not a secret nor a signature: anyone can build a valid ``_gl`` for any
   client id. It proves freshness and same-browser, not authenticity; signed link tokens
-  (``shared.link_tokens``) are the authenticated path.
+  (``shared.domain.crossdomain.tokens``) are the authenticated path.
 - Pass the event's own time: the browser stamped the checksum with its own clock.
 """
 
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import unquote
 
-from shared.urls import url_parameter
+from shared.domain.urls import url_parameter
 
 LINKER_PARAMETER: Final = "_gl"
 LINKER_VERSION: Final = "1"

@@ -9,7 +9,7 @@ Invariants:
   an integer ``session_id`` and ``session_number``; GA4 counts users as active only then.
 - Transport and system fields of the GTM SC event data (``x-ga-*``, ``x-sst-*``, ``gtm.*``,
   ids, timestamps, consent, ``user_data``) never become event parameters. Everything else
-  is offered as a parameter; ``shared.validation`` decides what GA4 accepts.
+  is offered as a parameter; ``shared.domain.validation`` decides what GA4 accepts.
 - Parameter order is significant: session and page parameters come first, so when the
   validator trims an event to 25 parameters it drops custom ones.
 """
@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidEvent
-from shared.privacy import apply_ip_policy
+from shared.domain.privacy import apply_ip_policy
 from shared.settings import Settings
-from shared.validation import DEVICE_FIELDS, USER_LOCATION_FIELDS
+from shared.domain.validation import DEVICE_FIELDS, USER_LOCATION_FIELDS
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -197,7 +197,7 @@ def engagement_time(value: object, default: int) -> int:
 
 
 def _ip(ip: object, mode: str) -> str | None:
-    """``IP_MODE`` applied to the raw ``ip_override`` (see ``shared.privacy``)."""
+    """``IP_MODE`` applied to the raw ``ip_override`` (see ``shared.domain.privacy``)."""
     return apply_ip_policy(ip, mode) if isinstance(ip, str) and ip else None
 
 

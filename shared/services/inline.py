@@ -13,7 +13,7 @@ Invariants:
 - The answer's ``resolved_user_id`` follows the PII rule of the forwarder, because the GA4
   tag sends it to GA4 as it is.
 
-Status codes: 200 answer; 400 bad input (a reason of ``shared.events.REASONS``, or the
+Status codes: 200 answer; 400 bad input (a reason of ``shared.domain.events.REASONS``, or the
 resolver's ``too_late`` / ``time_in_future``); 401 wrong or missing shared key; 405 not a
 POST; 501 link tokens not configured; 503 a dependency failed (the variable then falls
 back to the event's own ids).
@@ -29,13 +29,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.errors import InvalidEvent, PermanentError, TransientError
-from shared.events import RawEvent, decode_raw_event, normalize_client_id
-from shared.firestore_store import FirestoreLinkStore, FirestoreStateStore, firestore_client
-from shared.link_tokens import LINK_TOKEN_FIELD, mint_link_token, new_nonce
+from shared.domain.events import RawEvent, decode_raw_event, normalize_client_id
+from shared.adapters.firestore.state_store import FirestoreLinkStore, FirestoreStateStore, firestore_client
+from shared.domain.crossdomain.tokens import LINK_TOKEN_FIELD, mint_link_token, new_nonce
 from shared.logs import get_logger
-from shared.privacy import apply_user_id_policy
-from shared.pubsub import Publisher, PubSubPublisher
-from shared.resolve_service import ResolveRuntime, system_clock_micros
+from shared.domain.privacy import apply_user_id_policy
+from shared.adapters.pubsub import Publisher, PubSubPublisher
+from shared.services.resolve import ResolveRuntime, system_clock_micros
 from shared.settings import Settings
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
-from shared.messages import PubSubMessage
+from shared.domain.messages import PubSubMessage
 
 log = get_logger("pubsub")
 

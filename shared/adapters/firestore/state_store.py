@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.bridging import BridgeCandidate
+from shared.domain.crossdomain.bridging import BridgeCandidate
 from shared.errors import ConcurrentUpdate, TransientError
 from shared.settings import Settings
-from shared.state import ClientState, from_document, to_document
+from shared.domain.state import ClientState, from_document, to_document
 
 _PLAIN_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidEvent, PermanentError, StitchError, TransientError
-from shared.forward_ledger import Claim, ClaimOutcome, FirestoreForwardLedger, ForwardLedger
-from shared.ga4_client import Ga4Client, Ga4Sender
+from shared.adapters.firestore.ledger import Claim, ClaimOutcome, FirestoreForwardLedger, ForwardLedger
+from shared.adapters.ga4_http import Ga4Client, Ga4Sender
 from shared.logs import get_logger
-from shared.measurement import MeasurementRequest, PayloadRules, build_request
-from shared.messages import PubSubMessage, message_from_cloud_event
-from shared.pubsub import (
+from shared.domain.measurement import MeasurementRequest, PayloadRules, build_request
+from shared.domain.messages import PubSubMessage, message_from_cloud_event
+from shared.adapters.pubsub import (
     OutgoingMessage,
     Publisher,
     PubSubPublisher,
@@ -38,7 +38,7 @@ from shared.pubsub import (
 )
 from shared.retry import transient_retry
 from shared.settings import Settings
-from shared.validation import MAX_BACKDATE_MICROS, Message, encode_body, validate
+from shared.domain.validation import MAX_BACKDATE_MICROS, Message, encode_body, validate
 
 log = get_logger("forward")
 
