@@ -24,9 +24,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.errors import InvalidEvent
 from shared.domain.events import normalize_client_id
-from shared.settings import DEFAULT_BLOCKED_USER_IDS
+from shared.domain.identity import DEFAULT_BLOCKED_USER_IDS
+from shared.errors import InvalidEvent
 
 TIMEOUT_MICROS = 30 * 60 * 1_000_000
 

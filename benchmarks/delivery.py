@@ -32,8 +32,8 @@ from typing import Any
 
 from benchmarks.designs import Answer, Design, DesignFactory
 from ga4_stitch.replay import CanonicalKeys
-from shared.errors import InvalidEvent
 from shared.domain.events import decode_raw_event
+from shared.errors import InvalidEvent
 
 MODES = ("sequential", "ordered", "unordered")
 MAX_DELIVERIES = 20

@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from benchmarks.baseline import BaselineResolver
 from benchmarks.rpc_counter import RpcCounter, counting_client
-from shared.errors import PermanentError
+from shared import bootstrap
 from shared.domain.events import RawEvent
-from shared.adapters.firestore.state_store import FirestoreLinkStore, FirestoreStateStore
-from shared.adapters.pubsub import OutgoingMessage
+from shared.domain.messages import OutgoingMessage
+from shared.errors import PermanentError
 from shared.services.resolve import ResolveRuntime
 from shared.settings import Settings
 
@@ -54,7 +54,7 @@ DesignFactory = Callable[[int], Design]
 
 
 class RecordingPublisher:
-    """A ``shared.adapters.pubsub.Publisher`` that counts messages by topic and publishes nothing."""
+    """A ``shared.ports.Publisher`` that counts messages by topic and publishes nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -109,16 +109,16 @@ def baseline_factory(counter: RpcCounter, prefix: str, seed: int = 1) -> DesignF
 def stitch_runtime(
     counter: RpcCounter, settings: Settings, now_micros: int, publisher: RecordingPublisher
 ) -> ResolveRuntime:
-    """Our resolver as one function instance, wired as ``ResolveRuntime.from_settings``
-    wires it (state store and cross-domain evidence on one client), with its own cache."""
+    """Our resolver as one function instance, wired as ``shared.bootstrap`` wires it
+    (state store and cross-domain evidence on one client), with its own cache."""
     client = counting_client(PROJECT, counter)
     return ResolveRuntime(
-        settings,
-        FirestoreStateStore.from_settings(settings, client),
+        bootstrap.resolve_config(settings),
+        bootstrap.state_store(settings, client),
         publisher,
         clock=lambda: now_micros,
         sleep=time.sleep,
-        link_evidence=FirestoreLinkStore.from_settings(settings, client),
+        link_evidence=bootstrap.link_store(settings, client),
     )
 
 

@@ -34,12 +34,14 @@ from benchmarks.designs import PROJECT, RecordingPublisher, StitchDesign
 from benchmarks.firestore_size import document_size
 from benchmarks.report import Row, verdict
 from benchmarks.rpc_counter import RpcCounter, counting_client, per_event
-from shared.domain.events import decode_raw_event
+from shared.adapters.firestore.codec import encode
 from shared.adapters.firestore.state_store import FirestoreStateStore, client_document_id
+from shared.bootstrap import resolve_config
+from shared.domain.events import decode_raw_event
 from shared.domain.resolution import Rules, resolve_event
+from shared.domain.state import ClientState
 from shared.services.resolve import ResolveRuntime
 from shared.settings import Settings
-from shared.domain.state import ClientState, to_document
 
 SCALED_CACHE = 1_000
 DEFAULT_CACHE = 10_000
@@ -84,7 +86,11 @@ def _clients(env: BenchEnv, count: int) -> dict[str, Any]:
         cache_size=SCALED_CACHE,
     )
     runtime = ResolveRuntime(
-        settings, store, RecordingPublisher(), clock=lambda: START_MICROS, sleep=time.sleep
+        resolve_config(settings),
+        store,
+        RecordingPublisher(),
+        clock=lambda: START_MICROS,
+        sleep=time.sleep,
     )
     design = StitchDesign(runtime)
     first = deliver([_event(c, 0) for c in range(count)], lambda _: design, "ordered")
@@ -139,7 +145,7 @@ def _memory(sample: int) -> dict[str, Any]:
         ]
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        held = [to_document(state) for state in states]
+        held = [encode(state) for state in states]
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         per_entry[events] = round((after - before) / len(held))
@@ -167,7 +173,7 @@ def _history(env: BenchEnv, points: tuple[int, ...]) -> dict[str, Any]:
         started = time.perf_counter()
         state = _history_state(events, client, rules)
         seconds = time.perf_counter() - started
-        document = to_document(state)
+        document = encode(state)
         sizes[events] = {
             "firestore_bytes": document_size(["clients", client_document_id(client)], document),
             "core_us_per_event": round(1e6 * seconds / events, 1),
@@ -186,7 +192,7 @@ def _written(env: BenchEnv, client: str, state: ClientState) -> dict[str, Any]:
     firestore = counting_client(PROJECT, counter)
     collection = f"{env.fresh_prefix('history')}clients"
     reference = firestore.collection(collection).document(client_document_id(client))
-    reference.set(to_document(state))
+    reference.set(encode(state))
     stored: Mapping[str, Any] = reference.get().to_dict()
     return {
         "commit_request_bytes": round(counter.mean_request_bytes("Commit")),

@@ -35,23 +35,23 @@ def settings() -> Settings:
 
 @functools.cache
 def resolve_runtime() -> ResolveRuntime:
-    from shared.services.resolve import ResolveRuntime
+    from shared import bootstrap
 
-    return ResolveRuntime.from_settings(settings())
+    return bootstrap.resolve_runtime(settings())
 
 
 @functools.cache
 def forward_runtime() -> ForwardRuntime:
-    from shared.services.forward import ForwardRuntime
+    from shared import bootstrap
 
-    return ForwardRuntime.from_settings(settings())
+    return bootstrap.forward_runtime(settings())
 
 
 @functools.cache
 def inline_runtime() -> InlineRuntime:
-    from shared.services.inline import InlineRuntime
+    from shared import bootstrap
 
-    return InlineRuntime.from_settings(settings())
+    return bootstrap.inline_runtime(settings())
 
 
 @functions_framework.cloud_event

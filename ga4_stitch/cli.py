@@ -441,12 +441,11 @@ def _configure_state_query(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def _reader(args: argparse.Namespace) -> Any:
-    """A ``StateReader`` on the running pipeline's Firestore, else the one the environment
-    names (``FIRESTORE_EMULATOR_HOST``, or a real project's ``GOOGLE_CLOUD_PROJECT``)."""
-    from ga4_stitch.inspect import StateReader
+    """The ``StateAdmin`` of the running pipeline's Firestore, else of the one the
+    environment names (``FIRESTORE_EMULATOR_HOST``, or a real ``GOOGLE_CLOUD_PROJECT``)."""
     from ga4_stitch.pipeline import PROJECT, client_environment
+    from shared.bootstrap import state_admin
     from shared.errors import SettingsError
-    from shared.adapters.firestore.state_store import firestore_client
     from shared.settings import Settings
 
     info = _attached(args)
@@ -465,13 +464,14 @@ def _reader(args: argparse.Namespace) -> Any:
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
     if info is None:
-        return StateReader(firestore_client(settings), settings)
+        return state_admin(settings)
     with client_environment(info.project, info.pubsub_host, info.firestore_host):
-        return StateReader(firestore_client(settings), settings)
+        return state_admin(settings)
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ga4_stitch.inspect import client_report, format_report, user_report
+    from ga4_stitch.inspect import format_report
+    from shared.services.inspect import client_report, user_report
 
     reader = _reader(args)
     if args.client_id is not None:
@@ -483,7 +483,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from ga4_stitch.inspect import erase_client, erase_user
+    from shared.services.erase import erase_client, erase_user
 
     reader = _reader(args)
     if args.client_id is not None:

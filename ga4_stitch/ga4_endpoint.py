@@ -2,8 +2,9 @@
 
 It answers like GA4: ``POST /mp/collect`` always answers 204 (GA4 accepts invalid payloads
 silently), ``POST /debug/mp/collect`` answers 200 with ``{"validationMessages": [...]}``.
-Both validate exactly like ``shared.domain.validation`` in strict mode (every message counts, nothing
-is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query parameters.
+Both validate exactly like ``shared.domain.validation`` in strict mode (every message counts,
+nothing is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query
+parameters.
 
 Every request is recorded, in memory and as one NDJSON line
 ``{received_at_micros, path, measurement_id, event_id, body, validation_messages, status}``

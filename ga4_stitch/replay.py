@@ -75,14 +75,14 @@ class CanonicalKeys:
         self._followed: dict[str, str] = {}
 
     def key(self, payload: Mapping[str, Any], received: str) -> str:
-        from shared.errors import InvalidEvent
-        from shared.domain.events import normalize_client_id
         from shared.domain.crossdomain.linker import (
             CLIENT_ID_KEY,
             extract_linker_param,
             normalize_linker_client_id,
             parse_linker_param,
         )
+        from shared.domain.events import normalize_client_id
+        from shared.errors import InvalidEvent
 
         try:
             client = normalize_client_id(payload.get("client_id"))

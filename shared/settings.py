@@ -15,29 +15,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.domain.identity import DEFAULT_BLOCKED_USER_IDS, IdentityRules
+from shared.domain.sessions import SessionRules
 from shared.errors import SettingsError
-
-DEFAULT_BLOCKED_USER_IDS = frozenset(
-    {
-        "",
-        "null",
-        "none",
-        "nil",
-        "undefined",
-        "nan",
-        "anonymous",
-        "guest",
-        "unknown",
-        "0",
-        "-1",
-        "false",
-        "true",
-        "[object object]",
-        "not set",
-        "(not set)",
-        "n/a",
-    }
-)
 
 TOPIC_DEFAULTS = {
     "RAW_EVENTS_TOPIC": "ga4-stitch-raw-events",
@@ -128,35 +108,6 @@ class _Env:
         ):
             raise SettingsError(f"{name} must be a JSON object of strings")
         return value
-
-
-@dataclass(frozen=True)
-class SessionRules:
-    """How events are grouped into sessions. Defaults follow GA4."""
-
-    timeout_micros: int = 30 * 60 * 1_000_000
-    allowed_lateness_micros: int = 72 * 3600 * 1_000_000
-    max_future_micros: int = 24 * 3600 * 1_000_000
-    split_on_campaign: bool = False
-    split_on_user_change: bool = False
-    max_session_micros: int = 0
-    """0 disables the cap on a session's length."""
-    max_session_events: int = 0
-    """0 disables the cap on a session's event count."""
-    windows_kept: int = 8
-    """Recent session windows remembered per stream, to place late events."""
-    processed_kept: int = 100
-    """Recent event ids remembered per client, to answer redeliveries identically."""
-
-
-@dataclass(frozen=True)
-class IdentityRules:
-    """How anonymous events inherit a user id, and which ids never link."""
-
-    logout_events: frozenset[str] = frozenset({"logout"})
-    blocked_user_ids: frozenset[str] = DEFAULT_BLOCKED_USER_IDS
-    marks_kept: int = 16
-    """Recent login/logout marks remembered per client (bounded history)."""
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.crossdomain.bridging import BridgeCandidate
-from shared.errors import ConcurrentUpdate, TransientError
-from shared.adapters.firestore.state_store import Snapshot, UserLink
-from shared.adapters.pubsub import OutgoingMessage
+from shared.domain.messages import OutgoingMessage
 from shared.domain.state import ClientState
+from shared.errors import ConcurrentUpdate, TransientError
+from shared.ports import Snapshot, UserLink
 
 
 class FakeStateStore:

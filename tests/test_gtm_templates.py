@@ -282,8 +282,8 @@ def _module_constants(path: Path) -> dict[str, Any]:
 
 def _inline_request_fields() -> set[str]:
     """``REQUEST_FIELDS`` of the inline endpoint, read from its source (no imports)."""
-    names = _module_constants(SHARED_DIR / "link_tokens.py")
-    names.update(_module_constants(SHARED_DIR / "inline_service.py"))
+    names = _module_constants(SHARED_DIR / "domain" / "crossdomain" / "tokens.py")
+    names.update(_module_constants(SHARED_DIR / "services" / "inline.py"))
     fields = set()
     for element in names["REQUEST_FIELDS"].elts:
         value = names[element.id] if isinstance(element, ast.Name) else element

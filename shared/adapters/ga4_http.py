@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import requests
@@ -28,7 +28,8 @@ from requests.adapters import HTTPAdapter
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.logs import get_logger
 from shared.retry import transient_retry
-from shared.settings import Ga4Settings
+
+__all__ = ["EVENT_ID_HEADER", "Ga4Client", "Ga4UnavailableError", "retry_after_seconds"]
 
 log = get_logger("ga4_client")
 
@@ -37,17 +38,6 @@ DEBUG_PATH = "/debug/mp/collect"
 EVENT_ID_HEADER = "X-Ga4-Stitch-Event-Id"
 MAX_CONNECT_TIMEOUT = 3.05
 """Just over a multiple of TCP's 3 s retransmission window, as requests recommends."""
-
-
-class Ga4Sender(Protocol):
-    """What the forwarder needs from GA4."""
-
-    def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
-        """Deliver one request body, or raise ``TransientError`` / ``PermanentError``;
-        ``event_id`` names the event the body carries (sent as ``EVENT_ID_HEADER``)."""
-
-    def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
-        """GA4's ``validationMessages`` for the body (empty when valid)."""
 
 
 class Ga4UnavailableError(TransientError):
@@ -115,18 +105,6 @@ class Ga4Client:
         # urllib3 logs full request lines (query string, so the API secret) at DEBUG.
         pool_log = logging.getLogger("urllib3.connectionpool")
         pool_log.setLevel(max(pool_log.getEffectiveLevel(), logging.INFO))
-
-    @classmethod
-    def from_settings(cls, ga4: Ga4Settings) -> Ga4Client:
-        _, secret = ga4.require()
-        return cls(
-            endpoint=ga4.endpoint,
-            api_secret=secret,
-            stream_secrets=ga4.stream_secrets,
-            timeout_seconds=ga4.timeout_seconds,
-            attempts=ga4.retry_attempts,
-            budget_seconds=ga4.retry_budget_seconds,
-        )
 
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
         self._retrying.copy()(self._post, COLLECT_PATH, measurement_id, body, event_id)

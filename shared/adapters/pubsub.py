@@ -1,4 +1,4 @@
-"""Publishing to Pub/Sub: the ``Publisher`` interface and its google-cloud-pubsub adapter.
+"""Publishing to Pub/Sub: the ``Publisher`` port over google-cloud-pubsub.
 
 Invariant: ``publish_all`` returns only once every message is accepted by Pub/Sub, or
 raises ``TransientError`` (so the delivery that caused it is retried; receivers
@@ -9,58 +9,17 @@ message of that client would fail too.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+import threading
+from collections.abc import Callable, Sequence
 
-from shared.errors import PermanentError, TransientError
+from shared.domain.messages import OutgoingMessage
+from shared.errors import TransientError
 from shared.logs import get_logger
-from shared.domain.messages import PubSubMessage
+from shared.ports import Publisher
+
+__all__ = ["LazyPublisher", "PubSubPublisher"]
 
 log = get_logger("pubsub")
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    topic: str
-    """Short topic name (the adapter adds the project)."""
-    data: bytes
-    ordering_key: str = ""
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-class Publisher(Protocol):
-    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish every message, or raise ``TransientError``."""
-
-
-def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def dead_letter_message(
-    topic: str, error: PermanentError, message: PubSubMessage, source: str
-) -> OutgoingMessage:
-    """A dead letter that keeps the original payload and says why it was refused."""
-    body = {
-        "reason": error.reason,
-        "detail": error.detail,
-        "source": source,
-        "message_id": message.message_id,
-        "publish_time_micros": message.publish_time_micros,
-        "attributes": dict(message.attributes),
-        "payload": message.text(),
-        "dead_lettered_at": datetime.now(UTC).isoformat(),
-    }
-    attributes = {
-        "reason": error.reason,
-        "source": source,
-        "message_id": message.message_id,
-        **{k: v for k, v in message.attributes.items() if k in {"client_id", "event_name"}},
-    }
-    return OutgoingMessage(topic=topic, data=json_bytes(body), attributes=attributes)
 
 
 class PubSubPublisher:
@@ -104,3 +63,18 @@ class PubSubPublisher:
                 extra={"event": "publish_failed", "topic": path, "failures": len(failures)},
             )
             raise TransientError(f"publishing to {path} failed: {first}") from first
+
+
+class LazyPublisher:
+    """A ``Publisher`` built on first use: most forward instances never dead-letter."""
+
+    def __init__(self, factory: Callable[[], Publisher]) -> None:
+        self._factory = factory
+        self._publisher: Publisher | None = None
+        self._lock = threading.Lock()
+
+    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = self._factory()
+        self._publisher.publish_all(messages)

@@ -24,11 +24,42 @@ import bisect
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.settings import IdentityRules
-
 IdentitySource = Literal["incoming", "stitched", "anonymous"]
 
 LINKED_USERS_KEPT = 20
+
+
+DEFAULT_BLOCKED_USER_IDS = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "nan",
+        "anonymous",
+        "guest",
+        "unknown",
+        "0",
+        "-1",
+        "false",
+        "true",
+        "[object object]",
+        "not set",
+        "(not set)",
+        "n/a",
+    }
+)
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """How anonymous events inherit a user id, and which ids never link."""
+
+    logout_events: frozenset[str] = frozenset({"logout"})
+    blocked_user_ids: frozenset[str] = DEFAULT_BLOCKED_USER_IDS
+    marks_kept: int = 16
+    """Recent login/logout marks remembered per client (bounded history)."""
 
 
 @dataclass(frozen=True)

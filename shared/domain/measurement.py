@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import InvalidEvent
 from shared.domain.privacy import apply_ip_policy
-from shared.settings import Settings
 from shared.domain.validation import DEVICE_FIELDS, USER_LOCATION_FIELDS
+from shared.errors import InvalidEvent
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -78,21 +77,6 @@ class PayloadRules:
     ip_mode: str = "pass"
     ignored_params: frozenset[str] = frozenset()
     """Further raw fields that are transport, not data (the link token parameter)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PayloadRules:
-        ga4 = settings.ga4
-        measurement_id, _ = ga4.require()
-        return cls(
-            default_measurement_id=measurement_id,
-            stream_routes=dict(ga4.stream_routes),
-            default_engagement_time_msec=ga4.default_engagement_time_msec,
-            param_allow=frozenset(ga4.param_allow),
-            param_deny=frozenset(ga4.param_deny) | frozenset(settings.privacy.pii_parameters),
-            param_renames=dict(ga4.param_renames),
-            ip_mode=settings.privacy.ip_mode,
-            ignored_params=frozenset({settings.privacy.link_token_parameter}),
-        )
 
     @property
     def measurement_ids(self) -> frozenset[str]:

@@ -1,4 +1,5 @@
-"""The Pub/Sub message inside a CloudEvent, decoded once for both functions.
+"""Pub/Sub messages: the one inside a CloudEvent, decoded once for both functions, and the
+ones the services publish (enriched events, identity links, dead letters).
 
 Eventarc delivers ``{"message": {"data", "attributes", "messageId", "publishTime",
 "orderingKey"}, "subscription"}`` as the CloudEvent's data; functions-framework converts a
@@ -13,10 +14,10 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidEvent
+from shared.errors import InvalidEvent, PermanentError
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,39 @@ def message_from_cloud_event(data: Any, event_id: str | None = None) -> PubSubMe
         attributes={str(k): str(v) for k, v in attributes.items()},
         ordering_key=message.get("orderingKey") or None,
     )
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    """Short topic name (the adapter adds the project)."""
+    data: bytes
+    ordering_key: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def dead_letter_message(
+    topic: str, error: PermanentError, message: PubSubMessage, source: str, now_micros: int
+) -> OutgoingMessage:
+    """A dead letter that keeps the original payload and says why it was refused."""
+    body = {
+        "reason": error.reason,
+        "detail": error.detail,
+        "source": source,
+        "message_id": message.message_id,
+        "publish_time_micros": message.publish_time_micros,
+        "attributes": dict(message.attributes),
+        "payload": message.text(),
+        "dead_lettered_at": datetime.fromtimestamp(now_micros / 1_000_000, UTC).isoformat(),
+    }
+    attributes = {
+        "reason": error.reason,
+        "source": source,
+        "message_id": message.message_id,
+        **{k: v for k, v in message.attributes.items() if k in {"client_id", "event_name"}},
+    }
+    return OutgoingMessage(topic=topic, data=json_bytes(body), attributes=attributes)

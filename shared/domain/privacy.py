@@ -29,9 +29,11 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple
 from urllib.parse import unquote
 
+from shared.domain.events import RawEvent
 from shared.errors import SettingsError
 
 PSEUDONYM_PREFIX: Final = "h_"
@@ -220,3 +222,30 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class PrivacyRules:
+    """The deployment's PII rules (``PII_USER_ID_MODE``, ``PII_HASH_SECRET``,
+    ``PII_PARAMETERS``, ``IP_MODE``): the one definition every function applies."""
+
+    user_id_mode: str = "hash"
+    hash_secret: str | None = field(default=None, repr=False)
+    parameters: tuple[str, ...] = ()
+    ip_mode: str = "pass"
+
+
+def protect(event: RawEvent, rules: PrivacyRules) -> tuple[RawEvent, UserIdDecision]:
+    """The event with no raw PII: a PII-looking user id pseudonymized or dropped, the
+    configured parameters scrubbed, ``user_data`` reduced to hashes."""
+    decision = apply_user_id_policy(event.user_id, rules.user_id_mode, rules.hash_secret)
+    payload = (
+        scrub_parameters(event.payload, rules.parameters, rules.user_id_mode, rules.hash_secret)
+        if rules.parameters or USER_DATA_FIELD in event.payload
+        else dict(event.payload)
+    )
+    if decision.action != "kept":
+        payload.pop("user_id", None)
+        if decision.user_id is not None:
+            payload["user_id"] = decision.user_id
+    return replace(event, user_id=decision.user_id, payload=payload), decision

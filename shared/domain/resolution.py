@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from shared.errors import InvalidEvent
 from shared.domain.events import RawEvent
-from shared.domain.identity import resolve_identity
-from shared.domain.sessions import SessionEvent, assign_session
-from shared.settings import IdentityRules, SessionRules
+from shared.domain.identity import IdentityRules, resolve_identity
+from shared.domain.sessions import SessionEvent, SessionRules, assign_session
 from shared.domain.state import ClientState, ProcessedEvent, Resolved
+from shared.errors import InvalidEvent
 
 
 @dataclass(frozen=True)

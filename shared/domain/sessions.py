@@ -23,7 +23,24 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 
-from shared.settings import SessionRules
+
+@dataclass(frozen=True)
+class SessionRules:
+    """How events are grouped into sessions. Defaults follow GA4."""
+
+    timeout_micros: int = 30 * 60 * 1_000_000
+    allowed_lateness_micros: int = 72 * 3600 * 1_000_000
+    max_future_micros: int = 24 * 3600 * 1_000_000
+    split_on_campaign: bool = False
+    split_on_user_change: bool = False
+    max_session_micros: int = 0
+    """0 disables the cap on a session's length."""
+    max_session_events: int = 0
+    """0 disables the cap on a session's event count."""
+    windows_kept: int = 8
+    """Recent session windows remembered per stream, to place late events."""
+    processed_kept: int = 100
+    """Recent event ids remembered per client, to answer redeliveries identically."""
 
 
 @dataclass(frozen=True)

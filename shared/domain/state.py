@@ -1,31 +1,21 @@
-"""A client's stored state, and its Firestore document form.
+"""A client's state: identity, session windows per stream, and remembered answers.
 
-Invariant: the document of a client is bounded whatever its history: identity marks
+Invariant: the state of a client is bounded whatever its history: identity marks
 (``marks_kept``), linked users (20), session windows per stream (``windows_kept``) and
-processed event ids (``processed_kept``) are all capped, so a document's size and write
-cost stay constant once a client's history exceeds those windows.
-
-Document form: the few fields an operator looks at (``client_id``, ``alias_of``,
-``events``, ``first_seen_micros``) stay top-level and readable; the bounded history is one
-``state`` field of zlib-compressed compact JSON. Firestore indexes every leaf of a map,
-and the history has about 1,500 leaves, so as maps each commit would write that many
-index entries (and send about 7 kB); as one blob it writes one entry and a fraction of
-the bytes. ``ga4-stitch inspect`` decodes it. ``to_document`` and ``from_document`` are
-exact inverses (checked by a property test).
+processed event ids (``processed_kept``) are all capped, so its stored size and write cost
+stay constant once a client's history exceeds those windows. How it is stored is the
+adapter's business (``shared.adapters.firestore.codec``); nothing here knows a document.
 """
 
 from __future__ import annotations
 
-import json
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
-from shared.domain.identity import Identity, IdentityMark, IdentitySource
-from shared.domain.sessions import SessionWindow, StreamSessions
-
-SCHEMA_VERSION = 2
+from shared.domain.identity import Identity, IdentitySource
+from shared.domain.sessions import StreamSessions
 
 
 @dataclass(frozen=True)
@@ -49,8 +39,8 @@ class Resolved:
     can publish the identity link again if the first publish failed)."""
 
 
-_RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))
-_WINDOW_FIELDS = tuple(f.name for f in fields(SessionWindow))
+RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))
+"""The order of ``ProcessedEvent.answer``."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +54,11 @@ class ProcessedEvent:
 
     @classmethod
     def of(cls, event_id: str, resolved: Resolved) -> ProcessedEvent:
-        return cls(event_id, tuple(getattr(resolved, name) for name in _RESOLVED_FIELDS))
+        return cls(event_id, tuple(getattr(resolved, name) for name in RESOLVED_FIELDS))
 
     @property
     def resolved(self) -> Resolved:
-        data = dict(zip(_RESOLVED_FIELDS, self.answer, strict=True))
+        data = dict(zip(RESOLVED_FIELDS, self.answer, strict=True))
         data["link"] = dict(data["link"]) if data["link"] else None
         return Resolved(**data)
 
@@ -98,58 +88,6 @@ class ClientState:
         return None
 
 
-def _compact(state: ClientState) -> dict[str, Any]:
-    return {
-        "m": [[mark.time_micros, mark.user_id] for mark in state.identity.marks],
-        "u": list(state.identity.linked_users),
-        "s": [
-            [
-                s.stream,
-                s.count,
-                s.last_activity_micros,
-                [[getattr(w, name) for name in _WINDOW_FIELDS] for w in s.windows],
-            ]
-            for s in state.streams
-        ],
-        "p": [[p.event_id, *p.answer] for p in state.processed],
-    }
-
-
-def to_document(state: ClientState) -> dict[str, Any]:
-    """The Firestore representation: readable top-level facts plus the compressed history."""
-    history = json.dumps(_compact(state), separators=(",", ":"), ensure_ascii=False)
-    return {
-        "v": SCHEMA_VERSION,
-        "client_id": state.client_id,
-        "alias_of": state.alias_of,
-        "events": state.events,
-        "first_seen_micros": state.first_seen_micros,
-        "state": zlib.compress(history.encode(), 1),
-    }
-
-
-def from_document(data: Mapping[str, Any]) -> ClientState:
-    """Inverse of ``to_document``."""
-    history = json.loads(zlib.decompress(data["state"]))
-    return ClientState(
-        client_id=data["client_id"],
-        first_seen_micros=data.get("first_seen_micros", 0),
-        events=data.get("events", 0),
-        alias_of=data.get("alias_of"),
-        identity=Identity(
-            marks=tuple(IdentityMark(time, user) for time, user in history["m"]),
-            linked_users=tuple(history["u"]),
-        ),
-        streams=tuple(
-            StreamSessions(
-                stream=name,
-                count=count,
-                last_activity_micros=last,
-                windows=tuple(SessionWindow(*window) for window in windows),
-            )
-            for name, count, last, windows in history["s"]
-        ),
-        processed=tuple(
-            ProcessedEvent(event_id=entry[0], answer=tuple(entry[1:])) for entry in history["p"]
-        ),
-    )
+def expires_at(now_micros: int, ttl_micros: int) -> datetime:
+    """When stored state written at ``now_micros`` lapses (the ``expire_at`` TTL field)."""
+    return datetime.fromtimestamp((now_micros + ttl_micros) / 1_000_000, tz=UTC)

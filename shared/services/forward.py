@@ -17,34 +17,26 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import InvalidEvent, PermanentError, StitchError, TransientError
-from shared.adapters.firestore.ledger import Claim, ClaimOutcome, FirestoreForwardLedger, ForwardLedger
-from shared.adapters.ga4_http import Ga4Client, Ga4Sender
-from shared.logs import get_logger
 from shared.domain.measurement import MeasurementRequest, PayloadRules, build_request
-from shared.domain.messages import PubSubMessage, message_from_cloud_event
-from shared.adapters.pubsub import (
-    OutgoingMessage,
-    Publisher,
-    PubSubPublisher,
+from shared.domain.messages import (
+    PubSubMessage,
     dead_letter_message,
     json_bytes,
+    message_from_cloud_event,
 )
-from shared.retry import transient_retry
-from shared.settings import Settings
 from shared.domain.validation import MAX_BACKDATE_MICROS, Message, encode_body, validate
+from shared.errors import InvalidEvent, PermanentError, StitchError, TransientError
+from shared.logs import get_logger
+from shared.ports import Claim, ClaimOutcome, ForwardLedger, Ga4Sender, Publisher
+from shared.retry import transient_retry
+
+__all__ = ["ForwardOutcome", "ForwardRuntime"]
 
 log = get_logger("forward")
-
-
-def system_clock_micros() -> int:
-    return time.time_ns() // 1_000
 
 
 @dataclass(frozen=True)
@@ -57,26 +49,13 @@ class ForwardOutcome:
     measurement_id: str | None = None
 
 
-class LazyPublisher:
-    """A ``Publisher`` built on first use: most instances never dead-letter anything."""
-
-    def __init__(self, factory: Callable[[], Publisher]) -> None:
-        self._factory = factory
-        self._publisher: Publisher | None = None
-        self._lock = threading.Lock()
-
-    def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        with self._lock:
-            if self._publisher is None:
-                self._publisher = self._factory()
-        self._publisher.publish_all(messages)
-
-
 def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps([message.as_ga4() for message in messages], ensure_ascii=False)
 
 
 class ForwardRuntime:
+    """The forward use case: one enriched event to GA4, at most once per ``event_id``."""
+
     def __init__(
         self,
         *,
@@ -86,7 +65,7 @@ class ForwardRuntime:
         publisher: Publisher,
         dead_letter_topic: str,
         validate_first: bool = False,
-        clock: Callable[[], int] = system_clock_micros,
+        clock: Callable[[], int],
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._rules = rules
@@ -97,22 +76,6 @@ class ForwardRuntime:
         self._validate_first = validate_first
         self._clock = clock
         self._sleep = sleep
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ForwardRuntime:
-        from google.cloud import firestore
-
-        ga4 = settings.ga4
-        lease_micros = int(2 * (ga4.retry_budget_seconds + ga4.timeout_seconds) * 1_000_000)
-        client = firestore.Client(project=settings.project, database=settings.database)
-        return cls(
-            rules=PayloadRules.from_settings(settings),
-            sender=Ga4Client.from_settings(ga4),
-            ledger=FirestoreForwardLedger(client, settings.collection("forwarded"), lease_micros),
-            publisher=LazyPublisher(lambda: PubSubPublisher(settings.project)),
-            dead_letter_topic=settings.topics.forward_dead_letter,
-            validate_first=ga4.validate_first,
-        )
 
     def handle(self, data: Any, event_id: str | None = None) -> ForwardOutcome:
         """Process one CloudEvent's data; raises only ``TransientError``."""
@@ -191,7 +154,7 @@ class ForwardRuntime:
 
     def _dead_letter(self, error: PermanentError, message: PubSubMessage) -> ForwardOutcome:
         self._publisher.publish_all(
-            [dead_letter_message(self._dead_letter_topic, error, message, "forward")]
+            [dead_letter_message(self._dead_letter_topic, error, message, "forward", self._clock())]
         )
         log.warning(
             "dead-lettered",

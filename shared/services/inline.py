@@ -10,8 +10,9 @@ Invariants:
   of one variable for one event are one event, not two.
 - The state is committed before the answer; new identity links are published, the enriched
   event is not (the container's own GA4 tag sends the event).
-- The answer's ``resolved_user_id`` follows the PII rule of the forwarder, because the GA4
-  tag sends it to GA4 as it is.
+- The answer's ``resolved_user_id`` is the resolver's, which has already applied the one
+  PII rule (``shared.domain.privacy``) that the forwarder applies too: the GA4 tag sends
+  it to GA4 as it is.
 
 Status codes: 200 answer; 400 bad input (a reason of ``shared.domain.events.REASONS``, or the
 resolver's ``too_late`` / ``time_in_future``); 401 wrong or missing shared key; 405 not a
@@ -26,20 +27,32 @@ import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from shared.errors import InvalidEvent, PermanentError, TransientError
-from shared.domain.events import RawEvent, decode_raw_event, normalize_client_id
-from shared.adapters.firestore.state_store import FirestoreLinkStore, FirestoreStateStore, firestore_client
+from shared.domain.crossdomain.claims import LinkRules
 from shared.domain.crossdomain.tokens import LINK_TOKEN_FIELD, mint_link_token, new_nonce
+from shared.domain.events import RawEvent, decode_raw_event, normalize_client_id
+from shared.errors import InvalidEvent, PermanentError, TransientError
 from shared.logs import get_logger
-from shared.domain.privacy import apply_user_id_policy
-from shared.adapters.pubsub import Publisher, PubSubPublisher
-from shared.services.resolve import ResolveRuntime, system_clock_micros
-from shared.settings import Settings
+from shared.ports import Publisher
+from shared.services.resolve import ResolveRuntime
 
-if TYPE_CHECKING:
-    from flask import Request
+
+class Headers(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+
+class Request(Protocol):
+    """What the service reads of an HTTP request (functions-framework passes Flask's)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    def get_json(self, *, force: bool = ..., silent: bool = ...) -> Any: ...
+
 
 log = get_logger("inline")
 
@@ -69,35 +82,24 @@ _HEADERS: Final = {"Cache-Control": "no-store"}
 
 
 class InlineRuntime:
+    """The inline use case: the resolve use case answered over HTTP, plus link tokens."""
+
     def __init__(
         self,
-        settings: Settings,
+        links: LinkRules,
         resolver: ResolveRuntime,
         publisher: Publisher,
         *,
+        clock: Callable[[], int],
         shared_key: str | None = None,
-        clock: Callable[[], int] = system_clock_micros,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
-        self._settings = settings
+        self._links = links
         self._resolver = resolver
         self._publisher = publisher
         self._shared_key = shared_key
         self._clock = clock
         self._nonce = nonce
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> InlineRuntime:
-        """One Firestore client and one publisher per instance, shared with the resolver."""
-        client = firestore_client(settings)
-        publisher = PubSubPublisher(settings.project)
-        resolver = ResolveRuntime(
-            settings,
-            FirestoreStateStore.from_settings(settings, client),
-            publisher,
-            link_evidence=FirestoreLinkStore.from_settings(settings, client),
-        )
-        return cls(settings, resolver, publisher, shared_key=settings.privacy.inline_shared_key)
 
     def handle_resolve(self, request: Request) -> Answer:
         """``POST /resolve-identity-session``: the event's stitched user and GA4 session."""
@@ -128,8 +130,8 @@ class InlineRuntime:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        privacy = self._settings.privacy
-        if not privacy.link_token_secret:
+        links = self._links
+        if not links.token_secret:
             detail = "LINK_TOKEN_SECRET is not set"
             return _answer({"reason": "link_tokens_disabled", "detail": detail}, 501)
         try:
@@ -137,13 +139,11 @@ class InlineRuntime:
         except InvalidEvent as error:
             return _bad_request(error)
         now_seconds = self._clock() / 1_000_000
-        ttl = privacy.link_token_ttl_seconds
-        token = mint_link_token(
-            client_id, privacy.link_token_secret, now_seconds, ttl, self._nonce()
-        )
+        ttl = links.token_ttl_seconds
+        token = mint_link_token(client_id, links.token_secret, now_seconds, ttl, self._nonce())
         body = {
             "token": token,
-            "parameter": privacy.link_token_parameter,
+            "parameter": links.token_parameter,
             "expires_at": int(now_seconds) + ttl,
             "client_id": client_id,
         }
@@ -161,13 +161,10 @@ class InlineRuntime:
             return body, 405, {**_HEADERS, "Allow": "POST"}
         return None
 
-    def _contract(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
-        privacy = self._settings.privacy
-        user = apply_user_id_policy(
-            resolved["user_id"], privacy.pii_user_id_mode, privacy.pii_hash_secret
-        )
+    @staticmethod
+    def _contract(resolved: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "resolved_user_id": user.user_id,
+            "resolved_user_id": resolved["user_id"],
             "resolved_ga_session_id": resolved["session_id"],
             "session_number": resolved["session_number"],
             "identity_source": resolved["identity_source"],

@@ -17,47 +17,50 @@ of times here, then raised.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.domain.bots import classify_user_agent, decide_bot_action
-from shared.domain.crossdomain.claims import CrossDomainLinker, LinkClaim, LinkEvidenceStore
-from shared.errors import InvalidEvent, PermanentError
+from shared.domain.crossdomain.aliases import alias_state, canonical_for_claim, resolved_on
+from shared.domain.crossdomain.claims import LinkClaim, LinkRules
 from shared.domain.events import RawEvent, decode_raw_event
-from shared.adapters.firestore.state_store import (
-    ClientStateStore,
-    FirestoreLinkStore,
-    FirestoreStateStore,
-    Snapshot,
-    UserLink,
-    expire_at,
-    firestore_client,
-)
-from shared.logs import get_logger
-from shared.domain.messages import PubSubMessage, message_from_cloud_event
-from shared.domain.privacy import apply_user_id_policy, scrub_parameters
-from shared.adapters.pubsub import (
+from shared.domain.messages import (
     OutgoingMessage,
-    Publisher,
-    PubSubPublisher,
+    PubSubMessage,
     dead_letter_message,
     json_bytes,
+    message_from_cloud_event,
 )
+from shared.domain.privacy import PrivacyRules, protect
 from shared.domain.resolution import Resolution, Rules, enrich, resolve_cookieless, resolve_event
-from shared.retry import transient_retry
-from shared.settings import Settings
-from shared.domain.state import ClientState
+from shared.domain.state import ClientState, expires_at
 from shared.domain.urls import remove_query_parameters
+from shared.errors import InvalidEvent, PermanentError
+from shared.logs import get_logger
+from shared.ports import ClientStateStore, LinkEvidenceStore, Publisher, Snapshot, UserLink
+from shared.retry import transient_retry
+from shared.services.linking import CrossDomainLinker
+
+__all__ = ["Outcome", "ResolveConfig", "ResolveRuntime"]
 
 log = get_logger("resolve")
 
 BRIDGE_MEMORY_MICROS = 3_600_000_000
 
 
-def system_clock_micros() -> int:
-    return time.time_ns() // 1_000
+@dataclass(frozen=True)
+class ResolveConfig:
+    """What the resolve use case needs of the deployment (built by ``shared.bootstrap``)."""
+
+    enriched_topic: str
+    identity_links_topic: str
+    dead_letter_topic: str
+    rules: Rules = field(default_factory=Rules)
+    privacy: PrivacyRules = field(default_factory=PrivacyRules)
+    links: LinkRules = field(default_factory=LinkRules)
+    bot_mode: str = "flag"
+    ttl_micros: int = 400 * 86_400 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -71,33 +74,25 @@ class Outcome:
 
 
 class ResolveRuntime:
+    """The resolve use case: one raw event through privacy, bots, cross-domain evidence,
+    the pure core, the state store and the publisher."""
+
     def __init__(
         self,
-        settings: Settings,
+        config: ResolveConfig,
         store: ClientStateStore,
         publisher: Publisher,
-        clock: Callable[[], int] = system_clock_micros,
+        clock: Callable[[], int],
         sleep: Callable[[float], None] | None = None,
         *,
         link_evidence: LinkEvidenceStore | None = None,
     ) -> None:
-        self._settings = settings
-        self._rules = Rules(sessions=settings.sessions, identity=settings.identity)
+        self._config = config
         self._store = store
         self._publisher = publisher
         self._clock = clock
         self._sleep = sleep
-        self._linker = CrossDomainLinker(settings.privacy, link_evidence) if link_evidence else None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ResolveRuntime:
-        client = firestore_client(settings)
-        return cls(
-            settings,
-            FirestoreStateStore.from_settings(settings, client),
-            PubSubPublisher(settings.project),
-            link_evidence=FirestoreLinkStore.from_settings(settings, client),
-        )
+        self._linker = CrossDomainLinker(config.links, link_evidence) if link_evidence else None
 
     def handle(self, data: Any, event_id: str | None = None) -> Outcome:
         """Process one CloudEvent's data; raises only ``TransientError``."""
@@ -129,9 +124,7 @@ class ResolveRuntime:
         """Resolve and persist without publishing (the inline endpoint's path; ``process``
         publishes). No resolution for cookieless or dropped events: they touch no state."""
         event = self._protect(event)
-        bot = decide_bot_action(
-            classify_user_agent(event.user_agent), self._settings.privacy.bot_mode
-        )
+        bot = decide_bot_action(classify_user_agent(event.user_agent), self._config.bot_mode)
         if bot == "drop":
             log.info("bot dropped", extra={"event": "bot_dropped", **_ids(event)})
             return Outcome("bot_dropped"), None
@@ -174,31 +167,14 @@ class ResolveRuntime:
         return messages
 
     def _protect(self, event: RawEvent) -> RawEvent:
-        """Apply the privacy rules: the returned event carries no raw PII."""
-        privacy = self._settings.privacy
-        decision = apply_user_id_policy(
-            event.user_id, privacy.pii_user_id_mode, privacy.pii_hash_secret
-        )
-        payload = (
-            scrub_parameters(
-                event.payload,
-                privacy.pii_parameters,
-                privacy.pii_user_id_mode,
-                privacy.pii_hash_secret,
-            )
-            if privacy.pii_parameters or "user_data" in event.payload
-            else dict(event.payload)
-        )
+        protected, decision = protect(event, self._config.privacy)
         if decision.action != "kept":
             log.info("pii user id", extra={"event": "pii_user_id", "action": decision.action})
-            payload.pop("user_id", None)
-            if decision.user_id is not None:
-                payload["user_id"] = decision.user_id
-        return replace(event, user_id=decision.user_id, payload=payload)
+        return protected
 
     def _published(self, event: RawEvent) -> RawEvent:
         """The event as forwarded: a spent link token is no business of GA4's reports."""
-        parameter = self._settings.privacy.link_token_parameter
+        parameter = self._config.links.token_parameter
         location = event.page_location
         if not location or parameter not in location:
             return event
@@ -217,28 +193,31 @@ class ResolveRuntime:
     def _resolve_once(self, event: RawEvent) -> Resolution:
         own = self._store.load(event.client_id)
         now = self._clock()
-        if own.state is not None and own.state.processed_result(event.event_id):
-            return self._commit(own, event, now)
-        if own.state is not None and own.state.alias_of:
-            target = self._store.load(own.state.alias_of)
-            return self._commit(target, replace(event, client_id=own.state.alias_of), now)
-        claim = self._claim(event, now)
+        aliased_to = resolved_on(own.state, event.event_id)
+        if aliased_to is not None:
+            return self._commit(
+                self._store.load(aliased_to), replace(event, client_id=aliased_to), now
+            )
+        claim = (
+            None
+            if own.state and own.state.processed_result(event.event_id)
+            else self._claim(event, now)
+        )
         if claim is None:
             resolution = self._commit(own, event, now)
             self._observe(event, event.client_id, now)
             return resolution
-        canonical = claim.canonical_client_id
-        target = self._store.load(canonical)
-        if target.state is not None and target.state.alias_of:
-            canonical = target.state.alias_of
-            if canonical == event.client_id:
-                return self._commit(own, event, now)
-            target = self._store.load(canonical)
-        alias = replace(
-            own.state
-            or ClientState(client_id=event.client_id, first_seen_micros=event.time_micros),
-            alias_of=canonical,
-        )
+        return self._link(own, event, claim, now)
+
+    def _link(self, own: Snapshot, event: RawEvent, claim: LinkClaim, now: int) -> Resolution:
+        """Resolve on the claimed client (its canonical one if it is an alias) and make
+        ``own`` its alias in the same commit; a cycle is refused and ``own`` resolves."""
+        claimed = self._store.load(claim.canonical_client_id)
+        canonical = canonical_for_claim(event.client_id, claim.canonical_client_id, claimed.state)
+        if canonical is None:
+            return self._commit(own, event, now)
+        target = claimed if canonical == claim.canonical_client_id else self._store.load(canonical)
+        alias = alias_state(own.state, event.client_id, event.time_micros, canonical)
         link = {"kind": claim.kind, "from_client_id": event.client_id}
         resolution = self._commit(
             target, replace(event, client_id=canonical), now, link=link, alias=(own, alias)
@@ -264,7 +243,7 @@ class ResolveRuntime:
         link: Mapping[str, str] | None = None,
         alias: tuple[Snapshot, ClientState] | None = None,
     ) -> Resolution:
-        resolution = resolve_event(snapshot.state, event, self._rules, now, link)
+        resolution = resolve_event(snapshot.state, event, self._config.rules, now, link)
         if resolution.duplicate:
             return resolution
         links = (
@@ -276,7 +255,7 @@ class ResolveRuntime:
             snapshot,
             resolution.state,
             links,
-            expire_at(now, self._settings.ttl_micros),
+            expires_at(now, self._config.ttl_micros),
             aliases=[alias] if alias else (),
         )
         return resolution
@@ -298,8 +277,8 @@ class ResolveRuntime:
         return claim
 
     def _observe(self, event: RawEvent, canonical: str, now: int) -> None:
-        if self._linker is not None and self._settings.privacy.partner_domains:
-            self._linker.observe(event, canonical, expire_at(now, BRIDGE_MEMORY_MICROS))
+        if self._linker is not None and self._config.links.bridging:
+            self._linker.observe(event, canonical, expires_at(now, BRIDGE_MEMORY_MICROS))
 
     def _enriched_message(self, enriched: Mapping[str, Any]) -> OutgoingMessage:
         resolved = enriched["resolved"]
@@ -311,7 +290,7 @@ class ResolveRuntime:
             "session_id": "" if resolved["session_id"] is None else str(resolved["session_id"]),
         }
         return OutgoingMessage(
-            topic=self._settings.topics.enriched,
+            topic=self._config.enriched_topic,
             data=json_bytes(enriched),
             ordering_key=resolved["client_id"],
             attributes=attributes,
@@ -332,15 +311,16 @@ class ResolveRuntime:
             "stream_id": event.stream_id,
         }
         return OutgoingMessage(
-            topic=self._settings.topics.identity_links,
+            topic=self._config.identity_links_topic,
             data=json_bytes(body),
             ordering_key=state.client_id,
             attributes={"client_id": state.client_id, "link_kind": kind},
         )
 
     def _dead_letter(self, error: PermanentError, message: PubSubMessage) -> Outcome:
-        topic = self._settings.topics.resolve_dead_letter
-        self._publisher.publish_all([dead_letter_message(topic, error, message, "resolve")])
+        topic = self._config.dead_letter_topic
+        dead_letter = dead_letter_message(topic, error, message, "resolve", self._clock())
+        self._publisher.publish_all([dead_letter])
         log.warning(
             "dead-lettered: %s",
             error.detail,

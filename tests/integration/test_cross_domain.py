@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.domain.crossdomain.tokens import mint_link_token
 from shared.domain.crossdomain.linker import encode_linker
+from shared.domain.crossdomain.tokens import mint_link_token
 from tests.conftest import PROJECT
 from tests.integration.pubsub_helpers import pull_all
 from tests.integration.test_resolve_function import NOW_MICROS, deliver, make_app

@@ -16,8 +16,8 @@ import pytest
 from google.cloud import firestore, pubsub_v1
 
 from ga4_stitch.ga4_endpoint import LocalGa4
-from shared.errors import TransientError
 from shared.adapters.firestore.ledger import ClaimOutcome, FirestoreForwardLedger
+from shared.errors import TransientError
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.integration

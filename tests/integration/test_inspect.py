@@ -10,24 +10,15 @@ from typing import Any
 import pytest
 
 from ga4_stitch.cli import main
-from ga4_stitch.inspect import (
-    StateReader,
-    client_report,
-    erase_user,
-    format_report,
-    user_report,
-)
+from ga4_stitch.inspect import format_report
+from shared import bootstrap
 from shared.domain.events import decode_raw_event
-from shared.adapters.firestore.state_store import (
-    FirestoreStateStore,
-    Snapshot,
-    UserLink,
-    expire_at,
-    firestore_client,
-)
 from shared.domain.resolution import Rules, resolve_event
+from shared.domain.state import ClientState, expires_at
+from shared.ports import Snapshot, UserLink
+from shared.services.erase import erase_user
+from shared.services.inspect import client_report, user_report
 from shared.settings import Settings
-from shared.domain.state import ClientState
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +35,11 @@ class World:
     def __init__(self, unique: str) -> None:
         os.environ.update({"PII_HASH_SECRET": SECRET, "COLLECTION_PREFIX": f"t{unique}_"})
         self.settings = Settings.from_env(os.environ)
-        self.store = FirestoreStateStore.from_settings(self.settings)
-        self.reader = StateReader(firestore_client(self.settings), self.settings)
+        client = bootstrap.firestore_client(self.settings)
+        self.store = bootstrap.state_store(self.settings, client)
+        self.reader = bootstrap.state_admin(self.settings, client)
         self.rules = Rules(sessions=self.settings.sessions, identity=self.settings.identity)
-        self.expires = expire_at(NOW, self.settings.ttl_micros)
+        self.expires = expires_at(NOW, self.settings.ttl_micros)
 
     def feed(self, client_id: str, event_id: str, minute: int, **fields: Any) -> None:
         data = {
@@ -140,10 +132,10 @@ def test_erasing_a_user_deletes_their_clients_and_aliases_and_nothing_else(world
     )
     assert erasure.absent == []
     for client in (LAPTOP, PHONE, CHECKOUT):
-        assert world.reader.client_document(client) is None
-    assert world.reader.user_document("cust-1") is None
-    assert world.reader.client_document(OTHER) is not None
-    assert world.reader.user_document("cust-2") is not None
+        assert world.reader.client_record(client) is None
+    assert world.reader.user_record("cust-1") is None
+    assert world.reader.client_record(OTHER) is not None
+    assert world.reader.user_record("cust-2") is not None
 
 
 def test_the_commands_inspect_and_erase(

@@ -239,14 +239,19 @@ def published_topics(repo: Path) -> dict[str, frozenset[str]]:
     """Entry point -> the topic variables reachable from it through ``settings.topics``.
 
     Follows the calls statically: main.py's entry point calls a method on the runtime its
-    factory builds (``ResolveRuntime.from_settings(...)``); from those methods, calls on
-    ``self``/``cls``, on attributes typed in ``__init__`` (``self._resolver``) and on
-    classes of the shared package are followed. Every ``.topics.<field>`` met on the way
-    is a topic the entry point publishes to, mapped to its variable through the
+    factory builds through ``shared.bootstrap`` (whose function names the runtime class in
+    its return annotation); from those methods, calls on ``self``/``cls``, on attributes
+    typed in ``__init__`` (``self._resolver``) and on classes of the shared package are
+    followed. A topic is used where a method reads ``.topics.<field>``, or reads an
+    attribute that bootstrap filled from ``settings.topics.<field>`` (``self._config.
+    enriched_topic``, ``self._dead_letter_topic``); each maps to its variable through the
     ``Topics(field=env.text("VARIABLE", ...))`` call in settings.py.
     """
     fields = _topic_fields(repo / "shared" / "settings.py")
     classes = _classes(repo / "shared")
+    wiring = ast.parse((repo / "shared" / "bootstrap.py").read_text(encoding="utf-8"))
+    builders = {node.name: node for node in wiring.body if isinstance(node, ast.FunctionDef)}
+    injected = _injected_topics(wiring, classes)
     main = ast.parse((repo / "functions" / "main.py").read_text(encoding="utf-8"))
     functions = {node.name: node for node in main.body if isinstance(node, ast.FunctionDef)}
     found = {}
@@ -255,13 +260,43 @@ def published_topics(repo: Path) -> dict[str, frozenset[str]]:
         for call in _calls(functions[name]):
             receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
             if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name):
-                for built in _calls(functions.get(receiver.func.id, ast.Module())):
-                    target = _method_of_class(built, classes)
-                    if target is not None:
-                        starts |= {target, (target[0], call.func.attr)}  # type: ignore[union-attr]
-        used = _reachable_topics(starts, classes)
+                for runtime in _built_runtimes(functions.get(receiver.func.id), builders):
+                    if runtime in classes:
+                        starts |= {(runtime, "__init__"), (runtime, call.func.attr)}  # type: ignore[union-attr]
+        used = _reachable_topics(starts, classes, injected)
         found[name] = frozenset(fields[field] for field in used if field in fields)
     return found
+
+
+def _built_runtimes(
+    factory: ast.FunctionDef | None, builders: dict[str, ast.FunctionDef]
+) -> set[str]:
+    """The classes a main.py factory gets from ``bootstrap.<builder>(...)`` calls."""
+    names = set()
+    for call in _calls(factory or ast.Module()):
+        func = call.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            builder = builders.get(func.attr) if func.value.id == "bootstrap" else None
+            if builder is not None and builder.returns is not None:
+                names.add(ast.unparse(builder.returns).strip("'\""))
+    return names
+
+
+def _injected_topics(
+    wiring: ast.Module, classes: dict[str, ast.ClassDef]
+) -> dict[tuple[str, str], str]:
+    """(class, keyword) -> topic field, for ``Class(keyword=settings.topics.<field>)`` calls."""
+    injected = {}
+    for call in _calls(wiring):
+        if isinstance(call.func, ast.Name) and call.func.id in classes:
+            for keyword in call.keywords:
+                value = keyword.value
+                topical = isinstance(value, ast.Attribute) and isinstance(
+                    value.value, ast.Attribute
+                )
+                if keyword.arg and topical and value.value.attr == "topics":  # type: ignore[attr-defined]
+                    injected[call.func.id, keyword.arg] = value.attr  # type: ignore[attr-defined]
+    return injected
 
 
 def _calls(node: ast.AST) -> list[ast.Call]:
@@ -271,7 +306,7 @@ def _calls(node: ast.AST) -> list[ast.Call]:
 def _classes(package: Path) -> dict[str, ast.ClassDef]:
     return {
         node.name: node
-        for path in package.glob("*.py")
+        for path in package.rglob("*.py")
         for node in ast.parse(path.read_text(encoding="utf-8")).body
         if isinstance(node, ast.ClassDef)
     }
@@ -306,7 +341,11 @@ def _attribute_types(cls: ast.ClassDef) -> dict[str, str]:
     return types
 
 
-def _reachable_topics(starts: set[tuple[str, str]], classes: dict[str, ast.ClassDef]) -> set[str]:
+def _reachable_topics(
+    starts: set[tuple[str, str]],
+    classes: dict[str, ast.ClassDef],
+    injected: dict[tuple[str, str], str],
+) -> set[str]:
     pending, seen, topics = list(starts), set(), set()
     while pending:
         owner, method = pending.pop()
@@ -319,8 +358,8 @@ def _reachable_topics(starts: set[tuple[str, str]], classes: dict[str, ast.Class
         )
         if node is None:
             continue
-        topics |= _topics_used(node)
         types = _attribute_types(classes[owner])
+        topics |= _topics_used(node) | _injected_used(node, owner, types, injected)
         for call in _calls(node):
             target = _method_of_class(call, classes)
             func = call.func
@@ -360,10 +399,30 @@ def _topics_used(node: ast.AST) -> set[str]:
     }
 
 
+def _injected_used(
+    node: ast.AST, owner: str, types: dict[str, str], injected: dict[tuple[str, str], str]
+) -> set[str]:
+    """Topic fields read as ``self._<keyword>`` or ``self._<attribute>.<keyword>``."""
+    used = set()
+    for attribute in ast.walk(node):
+        if not isinstance(attribute, ast.Attribute):
+            continue
+        value = attribute.value
+        if isinstance(value, ast.Name) and value.id == "self":
+            key = owner, attribute.attr.lstrip("_")
+        elif isinstance(value, ast.Attribute) and value.attr in types:
+            key = types[value.attr], attribute.attr
+        else:
+            continue
+        if key in injected:
+            used.add(injected[key])
+    return used
+
+
 def collections_used(package: Path) -> frozenset[str]:
     """Collection names passed to ``<...settings>.collection("name")`` in the package."""
     names: set[str] = set()
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)

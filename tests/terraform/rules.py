@@ -488,7 +488,7 @@ def monitoring_problems(config: Configuration, package: Path) -> list[str]:
 
 
 def _logs_dead_letters_with_reason(package: Path) -> bool:
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Dict):
                 pairs = {

@@ -8,11 +8,17 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidEvent
-from shared.domain.events import REASONS, decode_raw_event, normalize_client_id, parse_consent, to_micros
+from shared.domain.events import (
+    REASONS,
+    decode_raw_event,
+    normalize_client_id,
+    parse_consent,
+    to_micros,
+)
 from shared.domain.messages import message_from_cloud_event
+from shared.errors import InvalidEvent
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gtm-sc-event-data.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gtm-sc-event-data.json"
 PUBLISH = 1_763_801_000_000_000
 
 

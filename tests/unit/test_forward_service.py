@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from shared.errors import PermanentError, TransientError
 from shared.adapters.firestore.ledger import Claim, ClaimOutcome, ledger_key
-from shared.services.forward import ForwardRuntime, LazyPublisher
+from shared.adapters.pubsub import LazyPublisher
 from shared.domain.measurement import PayloadRules
-from shared.adapters.pubsub import OutgoingMessage
+from shared.domain.messages import OutgoingMessage
+from shared.errors import PermanentError, TransientError
+from shared.services.forward import ForwardRuntime
 from tests.fakes import FakePublisher
 
 NOW = 1_763_800_154_000_000

@@ -11,8 +11,9 @@ from flask import Request
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
-from shared.services.inline import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
+from shared.bootstrap import link_rules, resolve_config
 from shared.domain.crossdomain.tokens import check_link_token
+from shared.services.inline import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
 from shared.services.resolve import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
 from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
@@ -32,7 +33,7 @@ class World:
         self.publisher = FakePublisher()
         self.now = NOW
         resolver = ResolveRuntime(
-            settings,
+            resolve_config(settings),
             self.store,
             self.publisher,
             clock=lambda: self.now,
@@ -40,7 +41,7 @@ class World:
             link_evidence=FakeLinkEvidence(),
         )
         self.runtime = InlineRuntime(
-            settings,
+            link_rules(settings),
             resolver,
             self.publisher,
             shared_key=shared_key,

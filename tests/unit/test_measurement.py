@@ -6,15 +6,16 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidEvent
+from shared.bootstrap import payload_rules
 from shared.domain.measurement import (
     PayloadRules,
     build_request,
     engagement_time,
     route_stream,
 )
-from shared.settings import Settings
 from shared.domain.validation import validate
+from shared.errors import InvalidEvent
+from shared.settings import Settings
 
 RULES = PayloadRules(default_measurement_id="G-DEFAULT")
 
@@ -270,7 +271,7 @@ def test_rules_from_settings_carry_privacy_choices() -> None:
             "GA4_PARAM_RENAMES": '{"a": "b"}',
         }
     )
-    rules = PayloadRules.from_settings(settings)
+    rules = payload_rules(settings)
     assert rules.param_deny == {"email", "phone"}
     assert rules.ip_mode == "truncate"
     assert rules.param_renames == {"a": "b"}

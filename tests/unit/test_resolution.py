@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InvalidEvent
+from shared.adapters.firestore.codec import decode, encode
 from shared.domain.events import Consent, RawEvent
 from shared.domain.resolution import Rules, enrich, resolve_event
-from shared.settings import SessionRules
-from shared.domain.state import ClientState, from_document, to_document
+from shared.domain.sessions import SessionRules
+from shared.domain.state import ClientState
+from shared.errors import InvalidEvent
 
 MINUTE = 60_000_000
 NOW = 1_763_800_000_000_000
@@ -132,13 +133,13 @@ def test_the_enriched_event_keeps_the_raw_payload_and_compares_the_browser_sessi
     )
 )
 def test_the_stored_document_round_trips_exactly(steps: list) -> None:
-    """from_document(to_document(state)) == state for any reachable state."""
+    """decode(encode(state)) == state for any reachable state."""
     state = None
     for index, (minutes, user, name, stream) in enumerate(steps):
         item = event(f"e{index}", minutes, user_id=user, stream=stream, name=name)
         state = resolve_event(state, item, RULES, NOW).state
     assert state is not None
-    assert from_document(to_document(state)) == state
+    assert decode(encode(state)) == state
 
 
 def test_the_stored_document_stays_bounded_as_history_grows():
@@ -156,6 +157,6 @@ def test_the_stored_document_stays_bounded_as_history_grows():
         ]
         state, _ = run(events, replace(RULES, sessions=SessionRules(timeout_micros=5 * MINUTE)))
         assert state.stream("G-1").count == count
-        return len(repr(to_document(state)))
+        return len(repr(encode(state)))
 
     assert size_after(400) <= size_after(200) * 1.02

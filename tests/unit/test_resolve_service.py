@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.errors import ConcurrentUpdate, TransientError
+from shared.bootstrap import resolve_config
 from shared.domain.crossdomain.tokens import mint_link_token
+from shared.errors import ConcurrentUpdate, TransientError
 from shared.services.resolve import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
 from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
@@ -32,7 +33,9 @@ def cloud_event(payload: dict[str, Any] | bytes, message_id: str = "m1") -> dict
 def runtime() -> tuple[ResolveRuntime, FakeStateStore, FakePublisher]:
     store, publisher = FakeStateStore(), FakePublisher()
     return (
-        ResolveRuntime(SETTINGS, store, publisher, clock=lambda: NOW, sleep=lambda _: None),
+        ResolveRuntime(
+            resolve_config(SETTINGS), store, publisher, clock=lambda: NOW, sleep=lambda _: None
+        ),
         store,
         publisher,
     )
@@ -128,7 +131,7 @@ def linking_runtime() -> tuple[ResolveRuntime, FakeStateStore, FakePublisher]:
     settings = Settings(project="demo-test", privacy=PrivacySettings(link_token_secret="s" * 32))
     store, publisher = FakeStateStore(), FakePublisher()
     service = ResolveRuntime(
-        settings,
+        resolve_config(settings),
         store,
         publisher,
         clock=lambda: NOW,

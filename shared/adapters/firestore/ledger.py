@@ -22,13 +22,15 @@ sends again. No protocol can close it, because GA4 takes no idempotency key.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
-from shared.errors import TransientError
+from shared.adapters.firestore.errors import DocumentExists, translated
+from shared.errors import ConcurrentUpdate, TransientError
 from shared.logs import get_logger
+from shared.ports import Claim, ClaimOutcome
+
+__all__ = ["LEDGER_TTL_MICROS", "FirestoreForwardLedger", "ledger_key"]
 
 log = get_logger("forward_ledger")
 
@@ -38,33 +40,6 @@ LEDGER_TTL_MICROS = 8 * 86_400 * 1_000_000
 def ledger_key(measurement_id: str, event_id: str) -> str:
     """Document id: a hash, because event ids may hold ``/`` and are caller-chosen."""
     return hashlib.sha256(f"{measurement_id}\n{event_id}".encode()).hexdigest()
-
-
-class ClaimOutcome(Enum):
-    SEND = "send"
-    """This delivery holds the claim and must send."""
-    ALREADY_SENT = "already_sent"
-    """GA4 already has the event: acknowledge without sending."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    key: str
-    outcome: ClaimOutcome
-    token: Any = None
-    """The adapter's proof of ownership (Firestore: the claim's update time)."""
-    taken_over: bool = False
-
-
-class ForwardLedger(Protocol):
-    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
-        """Claim the event for sending, or say it was sent; ``TransientError`` if in flight."""
-
-    def mark_sent(self, claim: Claim, now_micros: int) -> None:
-        """Record that GA4 accepted the event; ``TransientError`` on failure."""
-
-    def release(self, claim: Claim) -> None:
-        """Give the claim up after a failed send; ``TransientError`` on failure."""
 
 
 def _moment(micros: int) -> datetime:
@@ -85,11 +60,12 @@ class FirestoreForwardLedger:
         self._collection = collection
         self._lease_micros = lease_micros
 
-    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
-        from google.api_core import exceptions as gexc
+    def _document(self, key: str) -> Any:
+        return self._client.collection(self._collection).document(key)
 
+    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
         key = ledger_key(measurement_id, event_id)
-        document = self._client.collection(self._collection).document(key)
+        document = self._document(key)
         fields = {
             "state": "sending",
             "measurement_id": measurement_id,
@@ -98,11 +74,13 @@ class FirestoreForwardLedger:
             "expire_at": _moment(now_micros + LEDGER_TTL_MICROS),
         }
         try:
-            result = _call(document.create, fields)
+            with translated("claim"):
+                result = document.create(fields)
             return Claim(key, ClaimOutcome.SEND, token=result.update_time)
-        except gexc.AlreadyExists:
+        except DocumentExists:
             pass
-        snapshot = _call(document.get)
+        with translated("read claim"):
+            snapshot = document.get()
         if not snapshot.exists:
             raise TransientError(f"ledger entry {key} vanished during the claim; retry")
         if snapshot.get("state") == "sent":
@@ -113,37 +91,33 @@ class FirestoreForwardLedger:
         return self._take_over(document, key, snapshot, fields)
 
     def _take_over(self, document: Any, key: str, snapshot: Any, fields: dict[str, Any]) -> Claim:
-        from google.api_core import exceptions as gexc
-
         option = self._client.write_option(last_update_time=snapshot.update_time)
         try:
-            result = _call(document.update, fields, option=option)
-        except gexc.FailedPrecondition:
+            with translated("take over claim"):
+                result = document.update(fields, option=option)
+        except ConcurrentUpdate:
             raise TransientError(f"ledger entry {key} was taken over by another delivery") from None
         return Claim(key, ClaimOutcome.SEND, token=result.update_time, taken_over=True)
 
     def mark_sent(self, claim: Claim, now_micros: int) -> None:
-        document = self._client.collection(self._collection).document(claim.key)
-        _call(document.set, {"state": "sent", "sent_at": _moment(now_micros)}, merge=True)
-
-    def release(self, claim: Claim) -> None:
-        from google.api_core import exceptions as gexc
-
-        document = self._client.collection(self._collection).document(claim.key)
+        """Conditional on the claim this delivery holds: after a takeover (or a release)
+        the mark is refused instead of re-creating a document without ``expire_at``."""
         option = self._client.write_option(last_update_time=claim.token)
         try:
-            _call(document.delete, option=option)
-        except gexc.FailedPrecondition:
+            with translated("mark sent"):
+                self._document(claim.key).update(
+                    {"state": "sent", "sent_at": _moment(now_micros)}, option=option
+                )
+        except ConcurrentUpdate:
+            log.warning(
+                "claim lost before it was marked sent",
+                extra={"event": "claim_lost", "key": claim.key},
+            )
+
+    def release(self, claim: Claim) -> None:
+        option = self._client.write_option(last_update_time=claim.token)
+        try:
+            with translated("release claim"):
+                self._document(claim.key).delete(option=option)
+        except ConcurrentUpdate:
             log.info("claim already taken over", extra={"event": "claim_lost", "key": claim.key})
-
-
-def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one Firestore call; outages become ``TransientError``, decisions pass through."""
-    from google.api_core import exceptions as gexc
-
-    try:
-        return method(*args, **kwargs)
-    except (gexc.AlreadyExists, gexc.FailedPrecondition):
-        raise
-    except gexc.GoogleAPIError as exc:
-        raise TransientError(f"Firestore {type(exc).__name__}: {exc}") from exc

@@ -25,16 +25,17 @@ import hmac
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from shared.domain.crossdomain.bridging import BridgeCandidate
-from shared.errors import ConcurrentUpdate, TransientError
-from shared.settings import Settings
-from shared.domain.state import ClientState, from_document, to_document
+from shared.adapters.firestore.codec import decode, encode
+from shared.adapters.firestore.errors import translated
+from shared.domain.state import ClientState
+from shared.errors import ConcurrentUpdate
+from shared.ports import Snapshot, UserLink
+
+__all__ = ["FirestoreStateStore", "client_document_id", "user_key"]
 
 _PLAIN_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
 
@@ -50,71 +51,6 @@ def user_key(user_id: str, secret: str | None) -> str:
     """The pseudonymous key of a user: stable, one-way, and never the raw id."""
     digest = hmac.new((secret or "ga4-stitch").encode(), user_id.encode(), hashlib.sha256)
     return f"u_{digest.hexdigest()}"
-
-
-def expire_at(now_micros: int, ttl_micros: int) -> datetime:
-    return datetime.fromtimestamp((now_micros + ttl_micros) / 1_000_000, tz=UTC)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A client's state as read, with the version a write must still match."""
-
-    state: ClientState | None
-    version: Any
-    """Firestore ``update_time`` (None: the document did not exist)."""
-
-
-@dataclass(frozen=True)
-class UserLink:
-    user_id: str
-    client_id: str
-    linked_at_micros: int
-
-
-class ClientStateStore(Protocol):
-    def load(self, client_id: str) -> Snapshot: ...
-
-    def save(
-        self,
-        snapshot: Snapshot,
-        state: ClientState,
-        links: Sequence[UserLink],
-        expires: datetime,
-        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
-    ) -> None:
-        """Write ``state`` if the document is still at ``snapshot.version``, else raise
-        ``ConcurrentUpdate`` (after dropping any cached copy, so the next ``load`` reads
-        the store); links update the users' documents and ``aliases`` (a second domain's
-        client now pointing at this one) their own, all in the same commit."""
-
-
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """Map google-api-core errors to our tree: contention -> ``ConcurrentUpdate``,
-    availability -> ``TransientError``."""
-    from google.api_core import exceptions as gexc
-
-    try:
-        yield
-    except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound, gexc.Conflict) as exc:
-        raise ConcurrentUpdate(f"state changed concurrently: {exc.message}") from exc
-    except (
-        gexc.ServiceUnavailable,
-        gexc.DeadlineExceeded,
-        gexc.InternalServerError,
-        gexc.ResourceExhausted,
-        gexc.Unknown,
-        gexc.Cancelled,
-        gexc.RetryError,
-    ) as exc:
-        raise TransientError(f"Firestore unavailable: {exc}") from exc
-
-
-def firestore_client(settings: Settings) -> Any:
-    from google.cloud import firestore
-
-    return firestore.Client(project=settings.project, database=settings.database)
 
 
 class FirestoreStateStore:
@@ -136,15 +72,6 @@ class FirestoreStateStore:
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: Settings, client: Any | None = None) -> FirestoreStateStore:
-        return cls(
-            client or firestore_client(settings),
-            clients_collection=settings.collection("clients"),
-            users_collection=settings.collection("users"),
-            user_secret=settings.privacy.pii_hash_secret,
-        )
-
     def load(self, client_id: str) -> Snapshot:
         with self._cache_lock:
             cached = self._cache.get(client_id)
@@ -152,12 +79,12 @@ class FirestoreStateStore:
                 self._cache.move_to_end(client_id)
         if cached is not None:
             document, version = cached
-            return Snapshot(state=from_document(document), version=version)
-        with translated_errors():
+            return Snapshot(state=decode(document), version=version)
+        with translated("load client"):
             document = self._clients.document(client_document_id(client_id)).get()
         if not document.exists:
             return Snapshot(state=None, version=None)
-        return Snapshot(state=from_document(document.to_dict()), version=document.update_time)
+        return Snapshot(state=decode(document.to_dict()), version=document.update_time)
 
     def save(
         self,
@@ -173,7 +100,7 @@ class FirestoreStateStore:
         for link in links:
             self._add_link(batch, link, expires)
         try:
-            with translated_errors():
+            with translated("save client"):
                 results = batch.commit()
         except ConcurrentUpdate:
             for _, new in written:
@@ -186,7 +113,7 @@ class FirestoreStateStore:
         self, batch: Any, snapshot: Snapshot, state: ClientState, expires: datetime
     ) -> dict[str, Any]:
         reference = self._clients.document(client_document_id(state.client_id))
-        document = to_document(state)
+        document = encode(state)
         data = {**document, "expire_at": expires}
         if snapshot.version is None:
             batch.create(reference, data)
@@ -229,54 +156,3 @@ class FirestoreStateStore:
     @property
     def cached_clients(self) -> int:
         return len(self._cache)
-
-
-class FirestoreLinkStore:
-    """``LinkEvidenceStore`` on Firestore: single-use token markers and bridge candidates.
-
-    A token marker is created with an exists=False precondition, so two events can never
-    both spend one token; the marker names the event that spent it, so that event's own
-    redelivery is not mistaken for a replay. Candidates are a map per fingerprint key
-    (one write per partner-domain event, merged without a read).
-    """
-
-    def __init__(self, client: Any, tokens_collection: str, candidates_collection: str) -> None:
-        self._tokens = client.collection(tokens_collection)
-        self._candidates = client.collection(candidates_collection)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, client: Any) -> FirestoreLinkStore:
-        return cls(
-            client, settings.collection("link_tokens"), settings.collection("bridge_candidates")
-        )
-
-    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
-        from google.api_core import exceptions as gexc
-
-        reference = self._tokens.document(token_id)
-        expires = datetime.fromtimestamp(expires_at_seconds + 86_400, tz=UTC)
-        try:
-            with translated_errors():
-                reference.create({"event_id": event_id, "expire_at": expires})
-        except ConcurrentUpdate as exc:
-            if not isinstance(exc.__cause__, gexc.AlreadyExists | gexc.Conflict):
-                raise
-            with translated_errors():
-                spent = reference.get()
-            return bool(spent.exists and spent.get("event_id") == event_id)
-        return True
-
-    def candidates(self, key: str) -> list[BridgeCandidate]:
-        with translated_errors():
-            document = self._candidates.document(key).get()
-        if not document.exists:
-            return []
-        entries = (document.to_dict() or {}).get("clients", {})
-        return [BridgeCandidate(**entry) for entry in entries.values()]
-
-    def remember(self, key: str, candidate: BridgeCandidate, expires: datetime) -> None:
-        entry_key = hashlib.sha256(candidate.client_id.encode()).hexdigest()[:24]
-        with translated_errors():
-            self._candidates.document(key).set(
-                {"clients": {entry_key: asdict(candidate)}, "expire_at": expires}, merge=True
-            )

@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from shared.errors import SettingsError
 from shared.domain.urls import url_parameter
+from shared.errors import SettingsError
 
 VERSION: Final = "1"
 MIN_SECRET_BYTES: Final = 16

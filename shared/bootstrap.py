@@ -1,0 +1,183 @@
+"""The one wiring place: the only module that reads ``Settings`` and builds adapters and services.
+
+Entry points (``functions/main.py``, the CLI, the benchmarks) ask this module for a
+runtime; tests build services with fakes of ``shared.ports`` instead. Invariants: one
+Firestore client and one clock per runtime, built lazily (never at import time); the
+domain rules are derived from the settings here and nowhere else, so a service cannot
+see a secret it does not need.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared.domain.crossdomain.claims import LinkRules
+from shared.domain.measurement import PayloadRules
+from shared.domain.privacy import PrivacyRules
+from shared.domain.resolution import Rules
+from shared.services.forward import ForwardRuntime
+from shared.services.inline import InlineRuntime
+from shared.services.resolve import ResolveConfig, ResolveRuntime
+from shared.settings import Settings
+
+__all__ = [
+    "firestore_client",
+    "forward_runtime",
+    "inline_runtime",
+    "link_rules",
+    "payload_rules",
+    "privacy_rules",
+    "resolve_config",
+    "resolve_runtime",
+    "state_admin",
+    "state_store",
+    "system_clock_micros",
+]
+
+
+def system_clock_micros() -> int:
+    return time.time_ns() // 1_000
+
+
+def firestore_client(settings: Settings) -> Any:
+    from google.cloud import firestore
+
+    return firestore.Client(project=settings.project, database=settings.database)
+
+
+def privacy_rules(settings: Settings) -> PrivacyRules:
+    privacy = settings.privacy
+    return PrivacyRules(
+        user_id_mode=privacy.pii_user_id_mode,
+        hash_secret=privacy.pii_hash_secret,
+        parameters=privacy.pii_parameters,
+        ip_mode=privacy.ip_mode,
+    )
+
+
+def link_rules(settings: Settings) -> LinkRules:
+    privacy = settings.privacy
+    return LinkRules(
+        token_secret=privacy.link_token_secret,
+        token_ttl_seconds=privacy.link_token_ttl_seconds,
+        token_parameter=privacy.link_token_parameter,
+        linker_enabled=privacy.linker_enabled,
+        partner_domains=privacy.partner_domains,
+        bridging_salt=privacy.bridging_salt,
+    )
+
+
+def resolve_config(settings: Settings) -> ResolveConfig:
+    return ResolveConfig(
+        enriched_topic=settings.topics.enriched,
+        identity_links_topic=settings.topics.identity_links,
+        dead_letter_topic=settings.topics.resolve_dead_letter,
+        rules=Rules(sessions=settings.sessions, identity=settings.identity),
+        privacy=privacy_rules(settings),
+        links=link_rules(settings),
+        bot_mode=settings.privacy.bot_mode,
+        ttl_micros=settings.ttl_micros,
+    )
+
+
+def payload_rules(settings: Settings) -> PayloadRules:
+    ga4 = settings.ga4
+    measurement_id, _ = ga4.require()
+    return PayloadRules(
+        default_measurement_id=measurement_id,
+        stream_routes=dict(ga4.stream_routes),
+        default_engagement_time_msec=ga4.default_engagement_time_msec,
+        param_allow=frozenset(ga4.param_allow),
+        param_deny=frozenset(ga4.param_deny) | frozenset(settings.privacy.pii_parameters),
+        param_renames=dict(ga4.param_renames),
+        ip_mode=settings.privacy.ip_mode,
+        ignored_params=frozenset({settings.privacy.link_token_parameter}),
+    )
+
+
+def state_store(settings: Settings, client: Any) -> Any:
+    from shared.adapters.firestore.state_store import FirestoreStateStore
+
+    return FirestoreStateStore(
+        client,
+        clients_collection=settings.collection("clients"),
+        users_collection=settings.collection("users"),
+        user_secret=settings.privacy.pii_hash_secret,
+    )
+
+
+def state_admin(settings: Settings, client: Any | None = None) -> Any:
+    from shared.adapters.firestore.admin import FirestoreStateAdmin
+
+    return FirestoreStateAdmin(
+        client or firestore_client(settings),
+        clients_collection=settings.collection("clients"),
+        users_collection=settings.collection("users"),
+        user_secret=settings.privacy.pii_hash_secret,
+    )
+
+
+def link_store(settings: Settings, client: Any) -> Any:
+    from shared.adapters.firestore.links import FirestoreLinkStore
+
+    return FirestoreLinkStore(
+        client, settings.collection("link_tokens"), settings.collection("bridge_candidates")
+    )
+
+
+def resolve_runtime(
+    settings: Settings, *, client: Any | None = None, publisher: Any | None = None
+) -> ResolveRuntime:
+    from shared.adapters.pubsub import PubSubPublisher
+
+    client = client or firestore_client(settings)
+    return ResolveRuntime(
+        resolve_config(settings),
+        state_store(settings, client),
+        publisher or PubSubPublisher(settings.project),
+        system_clock_micros,
+        link_evidence=link_store(settings, client),
+    )
+
+
+def forward_runtime(settings: Settings, *, client: Any | None = None) -> ForwardRuntime:
+    from shared.adapters.firestore.ledger import FirestoreForwardLedger
+    from shared.adapters.ga4_http import Ga4Client
+    from shared.adapters.pubsub import LazyPublisher, PubSubPublisher
+
+    ga4 = settings.ga4
+    _, secret = ga4.require()
+    lease_micros = int(2 * (ga4.retry_budget_seconds + ga4.timeout_seconds) * 1_000_000)
+    return ForwardRuntime(
+        rules=payload_rules(settings),
+        sender=Ga4Client(
+            endpoint=ga4.endpoint,
+            api_secret=secret,
+            stream_secrets=ga4.stream_secrets,
+            timeout_seconds=ga4.timeout_seconds,
+            attempts=ga4.retry_attempts,
+            budget_seconds=ga4.retry_budget_seconds,
+        ),
+        ledger=FirestoreForwardLedger(
+            client or firestore_client(settings), settings.collection("forwarded"), lease_micros
+        ),
+        publisher=LazyPublisher(lambda: PubSubPublisher(settings.project)),
+        dead_letter_topic=settings.topics.forward_dead_letter,
+        validate_first=ga4.validate_first,
+        clock=system_clock_micros,
+    )
+
+
+def inline_runtime(settings: Settings) -> InlineRuntime:
+    """One Firestore client and one publisher per instance, shared with the resolver."""
+    from shared.adapters.pubsub import PubSubPublisher
+
+    publisher = PubSubPublisher(settings.project)
+    return InlineRuntime(
+        link_rules(settings),
+        resolve_runtime(settings, publisher=publisher),
+        publisher,
+        clock=system_clock_micros,
+        shared_key=settings.privacy.inline_shared_key,
+    )
