@@ -13,9 +13,9 @@ import requests
 
 from ga4_stitch.emulators import free_port
 from ga4_stitch.ga4_endpoint import LocalGa4
-from shared.errors import PermanentError, TransientError
 from shared.adapters.ga4_http import Ga4Client, retry_after_seconds
 from shared.domain.validation import encode_body
+from shared.errors import PermanentError, TransientError
 
 SECRET = "s3cr3t-Api+Key/="
 VALID = encode_body({"client_id": "1.2", "events": [{"name": "page_view", "params": {}}]})

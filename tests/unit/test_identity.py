@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from shared.domain.identity import Identity, IdentityDecision, resolve_identity
-from shared.settings import IdentityRules
+from shared.domain.identity import Identity, IdentityDecision, IdentityRules, resolve_identity
 
 RULES = IdentityRules()
 

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import SettingsError
 from shared.domain.crossdomain.tokens import (
     check_link_token,
     extract_link_token,
@@ -18,6 +17,7 @@ from shared.domain.crossdomain.tokens import (
     new_nonce,
 )
 from shared.domain.urls import remove_query_parameters
+from shared.errors import SettingsError
 
 SECRET = "0123456789abcdef-link-secret"
 OTHER_SECRET = "fedcba9876543210-link-secret"

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import SettingsError
 from shared.domain.privacy import (
     apply_ip_policy,
     apply_user_id_policy,
@@ -20,6 +19,7 @@ from shared.domain.privacy import (
     scrub_parameters,
     truncate_ip,
 )
+from shared.errors import SettingsError
 
 SECRET = "pii-hash-secret-0123456789"
 PSEUDONYM = re.compile(r"h_[0-9a-f]{64}")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from shared.domain.events import Consent, RawEvent
 from shared.domain.resolution import Rules, resolve_event
-from shared.settings import SessionRules
+from shared.domain.sessions import SessionRules
 from shared.domain.state import ClientState, Resolved
 
 MINUTE = 60_000_000

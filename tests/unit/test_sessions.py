@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.domain.sessions import SessionAssignment, SessionEvent, StreamSessions, assign_session
-from shared.settings import SessionRules
+from shared.domain.sessions import (
+    SessionAssignment,
+    SessionEvent,
+    SessionRules,
+    StreamSessions,
+    assign_session,
+)
 
 MINUTE = 60_000_000
 T0 = 1_763_800_000_000_000
