@@ -26,6 +26,7 @@ __all__ = [
     "forward_runtime",
     "inline_runtime",
     "link_rules",
+    "own_domains",
     "payload_rules",
     "privacy_rules",
     "resolve_config",
@@ -68,12 +69,23 @@ def link_rules(settings: Settings) -> LinkRules:
     )
 
 
+def own_domains(settings: Settings) -> tuple[str, ...]:
+    """The site's other domains, whose referrals are a hop, not a traffic source: partner
+    checkout domains and every host a stream is routed for."""
+    hosts = [host.removeprefix("*.") for host in settings.ga4.stream_routes]
+    return tuple(dict.fromkeys([*settings.privacy.partner_domains, *hosts]))
+
+
 def resolve_config(settings: Settings) -> ResolveConfig:
     return ResolveConfig(
         enriched_topic=settings.topics.enriched,
         identity_links_topic=settings.topics.identity_links,
         dead_letter_topic=settings.topics.resolve_dead_letter,
-        rules=Rules(sessions=settings.sessions, identity=settings.identity),
+        rules=Rules(
+            sessions=settings.sessions,
+            identity=settings.identity,
+            ignored_referrers=own_domains(settings),
+        ),
         privacy=privacy_rules(settings),
         links=link_rules(settings),
         bot_mode=settings.privacy.bot_mode,

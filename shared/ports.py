@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from shared.domain.crossdomain.bridging import BridgeCandidate
 from shared.domain.messages import OutgoingMessage
 from shared.domain.state import ClientState
+from shared.errors import TransientError
 
 __all__ = [
     "Claim",
@@ -24,6 +25,7 @@ __all__ = [
     "ClientRecord",
     "ClientStateStore",
     "ForwardLedger",
+    "Ga4OutcomeUnknown",
     "Ga4Sender",
     "LinkEvidenceStore",
     "Publisher",
@@ -123,7 +125,7 @@ class ClaimOutcome(Enum):
     SEND = "send"
     """This delivery holds the claim and must send."""
     ALREADY_SENT = "already_sent"
-    """GA4 already has the event: acknowledge without sending."""
+    """GA4 already has the event, or is assumed to (``uncertain``): acknowledge, send nothing."""
 
 
 @dataclass(frozen=True)
@@ -133,14 +135,29 @@ class Claim:
     token: Any = field(default=None)
     """The adapter's proof of ownership (Firestore: the claim's update time)."""
     taken_over: bool = False
+    found_state: str | None = None
+    """With ``ALREADY_SENT``: the ledger state found, ``sent`` or ``uncertain`` (for logs)."""
 
 
 class ForwardLedger(Protocol):
+    """Which events GA4 has (or may have) received; one entry per (measurement id, event id).
+
+    States: ``sending`` (a delivery holds the claim), ``sent`` (GA4 answered 2xx),
+    ``uncertain`` (the request may have reached GA4 but its answer never came; treated like
+    ``sent``). Every write after the claim is conditional on the claim the caller holds, and
+    every entry keeps its expiry.
+    """
+
     def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
-        """Claim the event for sending, or say it was sent; ``TransientError`` if in flight."""
+        """Claim the event for sending, or say it was (maybe) sent; ``TransientError`` if in
+        flight."""
 
     def mark_sent(self, claim: Claim, now_micros: int) -> None:
         """Record that GA4 accepted the event; ``TransientError`` on failure."""
+
+    def mark_uncertain(self, claim: Claim, now_micros: int) -> None:
+        """Record that the request may have reached GA4 (no answer); from then on the event
+        is never sent again. ``TransientError`` on failure."""
 
     def release(self, claim: Claim) -> None:
         """Give the claim up after a failed send; ``TransientError`` on failure."""
@@ -151,12 +168,25 @@ class Publisher(Protocol):
         """Publish every message, or raise ``TransientError``."""
 
 
+class Ga4OutcomeUnknown(TransientError):
+    """The request may have reached GA4, but no answer came (read timeout, connection reset
+    or closed after the request was written).
+
+    The sender never retries it itself: a second request could count the event twice,
+    because the Measurement Protocol takes no idempotency key. A ``TransientError``, so a
+    caller that does not know this type retries later (a possible duplicate, never a
+    silent loss); the forward service decides by its unknown-outcome policy instead.
+    """
+
+
 class Ga4Sender(Protocol):
     """What the forwarder needs from GA4."""
 
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
-        """Deliver one request body, or raise ``TransientError`` / ``PermanentError``;
-        ``event_id`` names the event the body carries (sent as a header)."""
+        """Deliver one request body, or raise ``PermanentError`` (GA4 refused it),
+        ``Ga4OutcomeUnknown`` (it may have been taken) or another ``TransientError`` (it
+        certainly was not taken); ``event_id`` names the event the body carries (sent as a
+        header)."""
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
         """GA4's ``validationMessages`` for the body (empty when valid)."""

@@ -135,7 +135,7 @@ class Ga4Settings:
     """Hostname (or ``*.suffix``) of ``page_location`` -> measurement id."""
     stream_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Measurement id -> API secret, for routed streams with their own secret."""
-    default_engagement_time_msec: int = 100
+    default_engagement_time_msec: int = 1
     param_allow: tuple[str, ...] = ()
     param_deny: tuple[str, ...] = ()
     param_renames: Mapping[str, str] = field(default_factory=dict)
@@ -241,7 +241,7 @@ class Settings:
                 stream_routes=env.json_object("GA4_STREAM_ROUTES"),
                 stream_secrets=env.json_object("GA4_STREAM_SECRETS"),
                 default_engagement_time_msec=env.integer(
-                    "GA4_DEFAULT_ENGAGEMENT_TIME_MSEC", 100, 1, 3_600_000
+                    "GA4_DEFAULT_ENGAGEMENT_TIME_MSEC", 1, 1, 3_600_000
                 ),
                 param_allow=env.words("GA4_PARAM_ALLOW"),
                 param_deny=env.words("GA4_PARAM_DENY"),

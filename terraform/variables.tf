@@ -566,9 +566,9 @@ variable "enable_ga4_stream_secrets" {
 }
 
 variable "ga4_default_engagement_time_msec" {
-  description = "engagement_time_msec sent when an event has none; GA4 counts a user as active only above 0 (GA4_DEFAULT_ENGAGEMENT_TIME_MSEC)."
+  description = "engagement_time_msec sent when an event has none; GA4 counts a user as active only above 0, and 1 adds no engagement the page did not report (GA4_DEFAULT_ENGAGEMENT_TIME_MSEC)."
   type        = number
-  default     = 100
+  default     = 1
 
   validation {
     condition     = var.ga4_default_engagement_time_msec >= 1 && var.ga4_default_engagement_time_msec <= 3600000 && floor(var.ga4_default_engagement_time_msec) == var.ga4_default_engagement_time_msec

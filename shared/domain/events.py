@@ -10,8 +10,9 @@ Real event data varies, and every valid variant is normalised rather than reject
   message's publish time. Each may be a
   number or a numeric string in seconds, milliseconds or microseconds; the magnitude
   decides which (a 2001-2286 timestamp is 10 digits in seconds, 13 in ms, 16 in µs).
-- Consent comes from a ``consent`` object (``granted``/``denied`` or booleans) or from
-  ``x-ga-gcs`` (``G1`` + ad_storage digit + analytics_storage digit).
+- Consent comes from a ``consent`` object (``granted``/``denied`` or booleans), else from
+  ``x-ga-gcd`` (``shared.domain.consent``), else ``x-ga-gcs`` (``G1`` + ad_storage digit +
+  analytics_storage digit).
 
 Invariant: ``decode_raw_event`` is pure and raises only ``InvalidEvent``, whose ``reason``
 is one of ``REASONS``.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from shared.domain.consent import ConsentSignals, decode_gcd, decode_gcs, merge
 from shared.errors import InvalidEvent
 
 REASONS = frozenset(
@@ -173,21 +175,22 @@ def _consent_word(value: Any) -> bool | None:
 
 
 def parse_consent(data: Mapping[str, Any]) -> Consent:
-    """Consent from a ``consent`` object, falling back to ``x-ga-gcs`` for the storages."""
+    """Consent as stated, most explicit first: a ``consent`` object, then ``x-ga-gcd``
+    (all four signals, with the page's updates), then ``x-ga-gcs`` (the two storages)."""
     stated = data.get("consent")
     stated = stated if isinstance(stated, Mapping) else {}
-    analytics = _consent_word(stated.get("analytics_storage"))
-    ads = _consent_word(stated.get("ad_storage"))
-    gcs = data.get("x-ga-gcs")
-    if isinstance(gcs, str) and re.fullmatch(r"G1[01]{2}", gcs.strip()):
-        code = gcs.strip()
-        ads = code[2] == "1" if ads is None else ads
-        analytics = code[3] == "1" if analytics is None else analytics
-    return Consent(
-        analytics_storage=analytics,
-        ad_storage=ads,
+    explicit = ConsentSignals(
+        ad_storage=_consent_word(stated.get("ad_storage")),
+        analytics_storage=_consent_word(stated.get("analytics_storage")),
         ad_user_data=_consent_word(stated.get("ad_user_data")),
         ad_personalization=_consent_word(stated.get("ad_personalization")),
+    )
+    signals = merge(explicit, decode_gcd(data.get("x-ga-gcd")), decode_gcs(data.get("x-ga-gcs")))
+    return Consent(
+        analytics_storage=signals.analytics_storage,
+        ad_storage=signals.ad_storage,
+        ad_user_data=signals.ad_user_data,
+        ad_personalization=signals.ad_personalization,
     )
 
 

@@ -1,5 +1,9 @@
 """Enriched event -> one Measurement Protocol request (pure, no I/O, no clock).
 
+Judged by what GA4's reports show, against what GA4's own tag would have recorded: a
+pure MP pipeline sends no tagging hits, so GA4 has nothing to join device, geo or traffic
+source from, and every report dimension must travel in the request itself.
+
 Invariants:
 - ``client_id`` is the canonical one (``resolved.client_id``), never the incoming one, so
   cross-domain hops land in one GA4 session.
@@ -12,17 +16,31 @@ Invariants:
   is offered as a parameter; ``shared.domain.validation`` decides what GA4 accepts.
 - Parameter order is significant: session and page parameters come first, so when the
   validator trims an event to 25 parameters it drops custom ones.
+- Device: a full ``device`` object from client hints and the parsed user agent, or the
+  raw ``user_agent`` alone when the parser cannot name category, browser and OS; never
+  both, because GA4 ignores ``user_agent`` whenever ``device`` is present.
+- Geo: ``user_location`` from the container's ``event_location`` when present, else
+  ``ip_override`` per ``IP_MODE``; never both, because ``user_location`` hides the IP.
+- Traffic source: the session's source, decided by the resolver from its landing event,
+  goes out as a ``campaign_details`` event ahead of the session's earliest event, in the
+  same request and at the same timestamp (GA4 applies it from its timestamp on).
+- ``user_engagement`` (reserved for GA4's own tag) is forwarded as ``page_engagement``
+  with its engagement time, so a session's engagement adds up as GA4's tag would add it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+from shared.domain.consent import ConsentSignals, mp_consent
+from shared.domain.device import describe_device
+from shared.domain.geo import user_location
 from shared.domain.privacy import apply_ip_policy
-from shared.domain.validation import DEVICE_FIELDS, USER_LOCATION_FIELDS
+from shared.domain.traffic import TrafficSource
+from shared.domain.user_fields import mp_user_properties, normalized_user_data
 from shared.errors import InvalidEvent
 
 SYSTEM_FIELDS = frozenset(
@@ -55,8 +73,14 @@ SYSTEM_FIELDS = frozenset(
         "items",
         "resolved",
         "_gl",
+        "client_hints",
+        "event_location",
     }
 )
+ENGAGEMENT_EVENT: Final = "user_engagement"
+ENGAGEMENT_EVENT_FORWARDED_AS: Final = "page_engagement"
+"""GA4 reserves ``user_engagement`` for its own tag; the hit's engagement time still counts."""
+CAMPAIGN_EVENT: Final = "campaign_details"
 SYSTEM_PREFIXES = ("x-ga-", "x-sst-", "gtm.")
 PAGE_PARAMS = ("page_location", "page_referrer", "page_title")
 
@@ -67,7 +91,9 @@ class PayloadRules:
 
     default_measurement_id: str
     stream_routes: Mapping[str, str] = field(default_factory=dict)
-    default_engagement_time_msec: int = 100
+    default_engagement_time_msec: int = 1
+    """Sent when an event has none: GA4 counts a user active only with a positive value,
+    and the smallest one adds no engagement the page did not report."""
     param_allow: frozenset[str] = frozenset()
     """Custom parameters kept (empty: all). Session and page parameters are always kept."""
     param_deny: frozenset[str] = frozenset()
@@ -96,6 +122,8 @@ class Resolved:
     session_number: int | None = None
     stream_id: str | None = None
     consent: Mapping[str, str | None] = field(default_factory=dict)
+    traffic_source: Mapping[str, Any] | None = None
+    earliest_in_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,7 +174,18 @@ def parse_resolved(event: Mapping[str, Any]) -> Resolved:
         session_number=_optional_int(resolved, "session_number"),
         stream_id=stream_id if isinstance(stream_id, str) and stream_id else None,
         consent=dict(consent) if isinstance(consent, Mapping) else {},
+        traffic_source=_traffic_source(resolved.get("traffic_source")),
+        earliest_in_session=resolved.get("earliest_in_session") is True,
     )
+
+
+def _traffic_source(value: object) -> Mapping[str, Any] | None:
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return TrafficSource.from_dict(value).campaign_details()
+    except (TypeError, ValueError):
+        return None
 
 
 def route_stream(page_location: object, routes: Mapping[str, str], default: str) -> str:
@@ -215,41 +254,72 @@ def event_params(
     return params
 
 
-def user_properties(raw: object) -> dict[str, Any]:
-    """``{"name": value}`` or ``{"name": {"value": v}}`` as MP's ``{"name": {"value": v}}``."""
-    if not isinstance(raw, Mapping):
-        return {}
-    properties: dict[str, Any] = {}
-    for name, value in raw.items():
-        if isinstance(value, Mapping):
-            properties[str(name)] = dict(value)
-        elif value is not None:
-            properties[str(name)] = {"value": value}
-    return properties
+def consent_block(event: Mapping[str, Any], resolved: Resolved) -> dict[str, str]:
+    """MP ``consent`` from the resolved signals, with non-personalised ads (``x-ga-npa``
+    or the ``_npa`` user property) denying ad personalization; unstated signals left out."""
+    words = resolved.consent
+    signals = ConsentSignals(
+        ad_user_data=_granted(words.get("ad_user_data")),
+        ad_personalization=_granted(words.get("ad_personalization")),
+    )
+    flat = event.get("x-ga-mp2-user_properties")
+    return dict(
+        mp_consent(
+            signals,
+            npa=event.get("x-ga-npa"),
+            user_properties=flat if isinstance(flat, Mapping) else None,
+        )
+    )
 
 
-def consent_block(consent: Mapping[str, str | None]) -> dict[str, str]:
-    """MP ``consent`` from the resolved consent; signals the event did not state are left out."""
-    block = {}
-    for name in ("ad_user_data", "ad_personalization"):
-        value = consent.get(name)
-        if isinstance(value, str) and value.lower() in {"granted", "denied"}:
-            block[name] = value.upper()
-    return block
+def _granted(word: object) -> bool | None:
+    if isinstance(word, str) and word.lower() in {"granted", "denied"}:
+        return word.lower() == "granted"
+    return None
 
 
-def _known_fields(raw: object, names: frozenset[str]) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        return {}
-    return {name: raw[name] for name in names if raw.get(name) not in (None, "")}
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
-def device_block(event: Mapping[str, Any]) -> dict[str, Any]:
-    device = _known_fields(event.get("device"), DEVICE_FIELDS)
-    for name in ("language", "screen_resolution"):
-        if isinstance(event.get(name), str) and event[name]:
-            device.setdefault(name, event[name])
-    return device
+def device_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"device": {...}}`` or ``{"user_agent": "..."}`` (see the module invariants)."""
+    hints = event.get("client_hints")
+    choice = describe_device(
+        _text_or_none(event.get("user_agent")),
+        hints if isinstance(hints, Mapping) else None,
+        _text_or_none(event.get("language")),
+        _text_or_none(event.get("screen_resolution")),
+    )
+    if choice.device:
+        return {"device": choice.device}
+    return {"user_agent": choice.user_agent} if choice.user_agent else {}
+
+
+def location_fields(event: Mapping[str, Any], ip_mode: str) -> dict[str, Any]:
+    """``{"user_location": {...}}`` from ``event_location``, else ``{"ip_override": ...}``."""
+    system = event.get("x-sst-system_properties")
+    fallback = system.get("uc") if isinstance(system, Mapping) else None
+    location = user_location(event.get("event_location"), fallback)
+    if location:
+        return {"user_location": location}
+    ip = _ip(event.get("ip_override"), ip_mode)
+    return {"ip_override": ip} if ip else {}
+
+
+def _events(
+    event: Mapping[str, Any], resolved: Resolved, rules: PayloadRules
+) -> list[dict[str, Any]]:
+    name = resolved.event_name
+    if name == ENGAGEMENT_EVENT:
+        name = ENGAGEMENT_EVENT_FORWARDED_AS
+    events = [{"name": name, "params": event_params(event, resolved, rules)}]
+    if resolved.earliest_in_session and resolved.traffic_source:
+        params: dict[str, Any] = dict(resolved.traffic_source)
+        if resolved.session_id is not None:
+            params["session_id"] = resolved.session_id
+        events.insert(0, {"name": CAMPAIGN_EVENT, "params": params})
+    return events
 
 
 def build_request(event: Mapping[str, Any], rules: PayloadRules) -> MeasurementRequest:
@@ -260,15 +330,16 @@ def build_request(event: Mapping[str, Any], rules: PayloadRules) -> MeasurementR
         body["user_id"] = resolved.user_id
     body["timestamp_micros"] = resolved.timestamp_micros
     optional = {
-        "user_properties": user_properties(event.get("user_properties")),
-        "consent": consent_block(resolved.consent),
-        "user_location": _known_fields(event.get("user_location"), USER_LOCATION_FIELDS),
-        "ip_override": _ip(event.get("ip_override"), rules.ip_mode),
-        "device": device_block(event),
-        "user_agent": event.get("user_agent") or None,
+        "user_properties": mp_user_properties(
+            event.get("user_properties"), event.get("x-ga-mp2-user_properties")
+        ),
+        "consent": consent_block(event, resolved),
+        "user_data": normalized_user_data(event.get("user_data")),
+        **location_fields(event, rules.ip_mode),
+        **device_fields(event),
     }
     body.update((key, value) for key, value in optional.items() if value)
-    body["events"] = [{"name": resolved.event_name, "params": event_params(event, resolved, rules)}]
+    body["events"] = _events(event, resolved, rules)
     return MeasurementRequest(
         measurement_id=choose_stream(event, resolved, rules),
         event_id=resolved.event_id,

@@ -16,8 +16,10 @@ user. Invariants:
 - A false positive costs little in ``hash`` mode (a stable pseudonym instead of the id),
   a false negative leaks: detection leans to flagging, yet leaves alone the ids sites
   really use (``cust-000981``, UUIDs, numeric ids without a phone's shape).
-- ``user_data`` (GA4 user-provided data) keeps only its ``sha256_*`` fields, already
-  hashed by the page as GA4 requires; everything raw in it is removed.
+- ``user_data`` (GA4 user-provided data) leaves as GA4 requires it: emails, phone numbers,
+  names and streets normalised and SHA-256 hashed (``shared.domain.user_fields``; values the
+  page already hashed are kept), city, region, postal code and country plain, anything
+  else removed. Nothing raw that GA4 wants hashed is stored or published.
 - IPs are never stored; before forwarding they pass, are truncated (IPv4 /24, IPv6 /48,
   as GA4's own IP anonymization did) or are removed.
 """
@@ -34,6 +36,7 @@ from typing import Final, Literal, NamedTuple
 from urllib.parse import unquote
 
 from shared.domain.events import RawEvent
+from shared.domain.user_fields import normalized_user_data
 from shared.errors import SettingsError
 
 PSEUDONYM_PREFIX: Final = "h_"
@@ -128,15 +131,14 @@ def scrub_parameters(
 ) -> dict[str, object]:
     """A copy of ``event`` where every parameter named in ``names``, at any depth (items,
     nested objects), is pseudonymized (``hash``) or removed (``drop``, or ``hash`` without
-    a secret), and ``user_data`` keeps only its ``sha256_*`` fields. The input is not
-    changed."""
+    a secret), and ``user_data`` becomes GA4's user-provided data (raw values normalised
+    and SHA-256 hashed). The input is not changed."""
     _require_mode(mode)
     hashing_secret = secret if mode == "hash" and secret else None
     scrubbed = _scrub(event, frozenset(names), hashing_secret)
-    user_data = scrubbed.pop(USER_DATA_FIELD, None)
-    kept = _hashed_only(user_data)
-    if kept:
-        scrubbed[USER_DATA_FIELD] = kept
+    user_data = normalized_user_data(scrubbed.pop(USER_DATA_FIELD, None))
+    if user_data:
+        scrubbed[USER_DATA_FIELD] = user_data
     return scrubbed
 
 
@@ -193,27 +195,6 @@ def _as_text(value: object) -> str:
         kind = looks_like_pii(value)
         return normalize_pii(value, kind) if kind else value
     return str(value)
-
-
-def _hashed_only(value: object) -> object:
-    """``value`` with every mapping reduced to its ``sha256_*`` keys and what nests
-    further; None when nothing hashed remains."""
-    if isinstance(value, Mapping):
-        kept = {
-            key: item if key.startswith(HASHED_FIELD_PREFIX) else _hashed_only(item)
-            for key, item in value.items()
-            if isinstance(key, str)
-        }
-        kept = {
-            key: item
-            for key, item in kept.items()
-            if key.startswith(HASHED_FIELD_PREFIX) or item is not None
-        }
-        return kept or None
-    if isinstance(value, list):
-        items = [kept for kept in map(_hashed_only, value) if kept is not None]
-        return items or None
-    return None
 
 
 def _is_ip(text: str) -> bool:

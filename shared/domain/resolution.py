@@ -20,6 +20,7 @@ from shared.domain.events import RawEvent
 from shared.domain.identity import IdentityRules, resolve_identity
 from shared.domain.sessions import SessionEvent, SessionRules, assign_session
 from shared.domain.state import ClientState, ProcessedEvent, Resolved
+from shared.domain.traffic import classify_landing
 from shared.errors import InvalidEvent
 
 
@@ -27,6 +28,9 @@ from shared.errors import InvalidEvent
 class Rules:
     sessions: SessionRules = field(default_factory=SessionRules)
     identity: IdentityRules = field(default_factory=IdentityRules)
+    ignored_referrers: tuple[str, ...] = ()
+    """Domains whose referrals never start a source (the site's other domains: partner
+    checkouts, the hosts of routed streams)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,15 @@ def resolve_event(
     stream_name = event.stream_id or ""
     stream, session = assign_session(
         current.stream(stream_name),
-        SessionEvent(event.time_micros, event.event_id, event.campaign, decision.user_id),
+        SessionEvent(
+            event.time_micros,
+            event.event_id,
+            event.campaign,
+            decision.user_id,
+            classify_landing(
+                event.page_location, event.page_referrer, ignored_domains=rules.ignored_referrers
+            ).as_dict(),
+        ),
         rules.sessions,
     )
     resolved = Resolved(
@@ -91,6 +103,8 @@ def resolve_event(
         late=session.late,
         link=link,
         new_link=decision.new_link,
+        traffic_source=session.source,
+        earliest_in_session=session.earliest,
     )
     others = tuple(s for s in current.streams if s.stream != stream_name)
     processed = (*current.processed, ProcessedEvent.of(event.event_id, resolved))
@@ -157,5 +171,7 @@ def enrich(
             "client_session_matches": matches,
             "link": dict(resolved.link) if resolved.link else None,
             "bot": bot,
+            "traffic_source": dict(resolved.traffic_source) if resolved.traffic_source else None,
+            "earliest_in_session": resolved.earliest_in_session,
         },
     }

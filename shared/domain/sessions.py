@@ -21,6 +21,7 @@ before the late event arrives, windows equal the sorted-time sessions exactly.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 
@@ -55,6 +56,9 @@ class SessionWindow:
     previous_session_id: int | None = None
     campaign: str | None = None
     user_id: str | None = None
+    source: Mapping[str, str | None] | None = None
+    """The session's traffic source, decided by the event that opened the window and never
+    changed after (a late event that becomes the earliest keeps it: one session, one source)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class SessionEvent:
     event_id: str
     campaign: str | None = None
     user_id: str | None = None
+    source: Mapping[str, str | None] | None = None
+    """The traffic source this event would give a session it opens."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,10 @@ class SessionAssignment:
     session_start_micros: int
     is_new_session: bool
     late: bool
+    source: Mapping[str, str | None] | None = None
+    earliest: bool = False
+    """The event is the earliest of its session so far (it opened the window, or a late event
+    moved the window's start back): where the session's source must be in force from."""
 
 
 def _distance(window: SessionWindow, time_micros: int) -> int:
@@ -155,6 +165,7 @@ def _open(stream: StreamSessions, event: SessionEvent, late: bool) -> SessionWin
         previous_session_id=previous,
         campaign=event.campaign,
         user_id=event.user_id,
+        source=event.source,
     )
 
 
@@ -196,4 +207,6 @@ def assign_session(
         session_start_micros=chosen.start_micros,
         is_new_session=is_new,
         late=late,
+        source=chosen.source,
+        earliest=is_new or window is None or event.time_micros < window.start_micros,
     )

@@ -37,6 +37,10 @@ class Resolved:
     new_link: bool = False
     """This event linked the client to its user for the first time (kept so a redelivery
     can publish the identity link again if the first publish failed)."""
+    traffic_source: Mapping[str, str | None] | None = None
+    """The session's source / medium / campaign (``shared.domain.traffic``)."""
+    earliest_in_session: bool = False
+    """The event is its session's earliest so far: GA4 needs the source in force from it."""
 
 
 RESOLVED_FIELDS = tuple(f.name for f in fields(Resolved))

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from shared.domain.privacy import looks_like_pii
+
 BODY_LIMIT_BYTES = 130_000
 MAX_EVENTS = 25
 MAX_PARAMS = 25
@@ -42,8 +44,6 @@ MAX_ITEM_CUSTOM_PARAMS = 10
 MAX_BACKDATE_MICROS = 72 * 3600 * 1_000_000
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().-]+")
 
 RESERVED_EVENT_NAMES = frozenset(
     {
@@ -207,19 +207,6 @@ def encode_body(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def looks_like_pii(user_id: str) -> bool:
-    """An email address, or a phone number written as one (``+`` or separators, 7-15 digits).
-
-    Bare digit strings are customer numbers as often as phone numbers, so they pass.
-    """
-    if EMAIL.search(user_id):
-        return True
-    text = user_id.strip()
-    digits = sum(ch.isdigit() for ch in text)
-    written_as_phone = text.startswith("+") or any(ch in text for ch in " ()-.")
-    return bool(PHONE_CHARACTERS.fullmatch(text)) and 7 <= digits <= 15 and written_as_phone
-
-
 def _is_scalar(value: object) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -310,7 +297,7 @@ class _Checker:
                 Code.VALUE_OUT_OF_BOUNDS,
                 f"user_id must be {MAX_USER_ID_LENGTH} characters or fewer",
             )
-        elif looks_like_pii(value):
+        elif looks_like_pii(value) is not None:
             self.fatal(
                 "user_id",
                 Code.VALUE_INVALID,

@@ -172,21 +172,128 @@ def test_consent_maps_resolved_ad_signals() -> None:
     assert "consent" not in build_request(enriched(), RULES).body
 
 
-def test_device_user_agent_and_location_are_passed_when_present() -> None:
-    """language / screen_resolution make the device block; user_agent and user_location pass."""
+CHROME_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+CHROME_MAC_HINTS = {
+    "architecture": "arm",
+    "bitness": "64",
+    "brands": [{"brand": "Google Chrome", "version": "131"}],
+    "full_version_list": [
+        {"brand": "Chromium", "version": "131.0.6778.86"},
+        {"brand": "Not_A Brand", "version": "24.0.0.0"},
+        {"brand": "Google Chrome", "version": "131.0.6778.86"},
+    ],
+    "mobile": False,
+    "model": "",
+    "platform": "macOS",
+    "platform_version": "15.2.0",
+    "wow64": False,
+}
+
+
+def test_the_device_object_keeps_what_the_user_agent_and_hints_say() -> None:
+    """Category, browser and OS travel in ``device`` (GA4 would ignore ``user_agent``)."""
     body = build_request(
         enriched(
+            user_agent=CHROME_MAC,
+            client_hints=CHROME_MAC_HINTS,
             language="de-de",
             screen_resolution="1920x1080",
-            user_agent="Mozilla/5.0",
-            user_location={"country_id": "DE", "city": "Berlin", "street": "x"},
         ),
         RULES,
     ).body
-    assert body["device"] == {"language": "de-de", "screen_resolution": "1920x1080"}
-    assert body["user_agent"] == "Mozilla/5.0"
-    assert body["user_location"] == {"city": "Berlin", "country_id": "DE"}
+    device = body["device"]
+    assert device["category"] == "desktop"
+    assert device["browser"] == "Chrome"
+    assert device["operating_system"] == "Macintosh"
+    assert device["operating_system_version"] == "15.2"
+    assert device["screen_resolution"] == "1920x1080"
+    assert device["language"].lower() == "de-de"
+    assert "user_agent" not in body
+
+
+def test_an_unknown_agent_goes_out_alone_for_ga4_to_parse() -> None:
+    """No ``device`` object that would hide what the raw user agent says."""
+    body = build_request(
+        enriched(user_agent="SomeKiosk/1.0", language="en-us", screen_resolution="800x600"),
+        RULES,
+    ).body
+    assert body["user_agent"] == "SomeKiosk/1.0"
+    assert "device" not in body
     assert "device" not in build_request(enriched(), RULES).body
+
+
+def test_event_location_becomes_user_location_and_hides_the_ip() -> None:
+    """GA4 ignores ``ip_override`` once ``user_location`` is sent, so the IP stays home."""
+    with_geo = build_request(
+        enriched(event_location={"country": "BR", "region": "SP"}, ip_override="203.0.113.9"),
+        RULES,
+    ).body
+    assert with_geo["user_location"]["country_id"] == "BR"
+    assert with_geo["user_location"]["region_id"] == "BR-SP"
+    assert "ip_override" not in with_geo
+    without = build_request(enriched(ip_override="203.0.113.9"), RULES).body
+    assert without["ip_override"] == "203.0.113.9"
+    assert "user_location" not in without
+
+
+def test_the_session_source_precedes_the_sessions_earliest_event() -> None:
+    """``campaign_details`` goes first in the same request, only for the earliest event."""
+    source = {"source": "news", "medium": "email", "campaign": "spring", "term": None}
+    first = build_request(
+        enriched(resolved={"traffic_source": source, "earliest_in_session": True}), RULES
+    ).body
+    assert [event["name"] for event in first["events"]] == ["campaign_details", "page_view"]
+    assert first["events"][0]["params"] == {
+        "source": "news",
+        "medium": "email",
+        "campaign": "spring",
+        "session_id": 1_763_800_154,
+    }
+    later = build_request(enriched(resolved={"traffic_source": source}), RULES).body
+    assert [event["name"] for event in later["events"]] == ["page_view"]
+    assert validate(first, now_micros=1_763_800_200_000_000).sendable
+
+
+def test_a_user_engagement_hit_is_forwarded_with_its_engagement_time() -> None:
+    """The reserved name is replaced, the engagement time kept, nothing dead-lettered."""
+    body = build_request(
+        enriched(engagement_time_msec=8421, resolved={"event_name": "user_engagement"}), RULES
+    ).body
+    [event] = body["events"]
+    assert event["name"] == "page_engagement"
+    assert event["params"]["engagement_time_msec"] == 8421
+    assert validate(body, now_micros=1_763_800_200_000_000).sendable
+
+
+def test_flat_user_properties_user_data_and_gcd_consent_reach_mp() -> None:
+    """sGTM's flat user properties, hashed user data and ad consent are all forwarded."""
+    digest = "a" * 64
+    body = build_request(
+        enriched(
+            **{"x-ga-mp2-user_properties": {"_npa": "0", "tier": "gold"}},
+            user_data={"sha256_email_address": digest},
+            resolved={"consent": {"ad_user_data": "granted", "ad_personalization": "granted"}},
+        ),
+        RULES,
+    ).body
+    assert body["user_properties"] == {"tier": {"value": "gold"}}
+    assert body["user_data"] == {"sha256_email_address": [digest]}
+    assert body["consent"] == {"ad_user_data": "GRANTED", "ad_personalization": "GRANTED"}
+
+
+def test_non_personalised_ads_deny_ad_personalization() -> None:
+    """``x-ga-npa=1`` wins over a granted signal."""
+    body = build_request(
+        enriched(
+            **{"x-ga-npa": "1"},
+            resolved={"consent": {"ad_user_data": "granted", "ad_personalization": "granted"}},
+        ),
+        RULES,
+    ).body
+    assert body["consent"]["ad_personalization"] == "DENIED"
 
 
 def test_user_properties_take_mp_shape() -> None:

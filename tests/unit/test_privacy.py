@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
+import json
 import re
 
 import pytest
@@ -212,28 +214,34 @@ def test_scrubbing_leaves_the_input_unchanged() -> None:
     assert event == before
 
 
-def test_raw_user_data_is_removed() -> None:
-    """``user_data`` with raw email and phone never passes."""
+def test_raw_user_data_leaves_only_as_the_hashes_ga4_requires() -> None:
+    """Raw email and phone never pass: they become SHA-256 of Google's normalised form."""
     event = {
         "event_name": "purchase",
-        "user_data": {"email_address": "jane.doe@example.com", "phone_number": "+15551234567"},
+        "user_data": {"email_address": " Jane.Doe@Example.com", "phone_number": "+1 555 123 4567"},
     }
-    assert scrub_parameters(event, (), "hash", SECRET) == {"event_name": "purchase"}
+    scrubbed = scrub_parameters(event, (), "hash", SECRET)
+    assert "jane" not in json.dumps(scrubbed).lower()
+    assert scrubbed["user_data"] == {
+        "sha256_email_address": [hashlib.sha256(b"jane.doe@example.com").hexdigest()],
+        "sha256_phone_number": [hashlib.sha256(b"+15551234567").hexdigest()],
+    }
 
 
-def test_hashed_user_data_fields_are_kept() -> None:
-    """Only the ``sha256_*`` fields of ``user_data`` and its address survive."""
+def test_hashed_user_data_fields_are_kept_and_other_raw_fields_dropped() -> None:
+    """Page-hashed fields survive; an unknown raw field does not; city stays plain, as GA4
+    accepts it."""
     event = {
         "user_data": {
             "sha256_email_address": ["a" * 64],
-            "email_address": "jane@example.com",
-            "address": [{"sha256_first_name": "b" * 64, "city": "Paris"}, {"city": "Lyon"}],
+            "nickname": "jj",
+            "address": [{"sha256_first_name": "b" * 64, "city": "Paris"}],
         }
     }
     assert scrub_parameters(event, (), "drop", None) == {
         "user_data": {
             "sha256_email_address": ["a" * 64],
-            "address": [{"sha256_first_name": "b" * 64}],
+            "address": [{"sha256_first_name": "b" * 64, "city": "paris"}],
         }
     }
 

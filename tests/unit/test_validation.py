@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from shared.domain.privacy import looks_like_pii
 from shared.domain.validation import (
     Code,
     Validation,
     encode_body,
-    looks_like_pii,
     parse_body,
     validate,
 )
