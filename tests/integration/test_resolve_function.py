@@ -240,3 +240,27 @@ def test_consent_denied_leaves_no_state_and_no_user(topics: dict[str, str]) -> N
     db = firestore.Client(project=PROJECT)
     assert list(db.collection("clients").stream()) == []
     assert list(db.collection("users").stream()) == []
+
+
+def test_a_session_whose_landing_arrives_late_keeps_one_source(topics: dict[str, str]) -> None:
+    """The email landing delivered after the session's next page: the session keeps the
+    source it was opened with, and the late landing is marked as its earliest event."""
+    app = make_app()
+    landing = page_view(
+        "444.555",
+        0,
+        "landing",
+        page_location="https://shop.example.com/?utm_source=news&utm_medium=email",
+    )
+    second = page_view("444.555", 2, "second", page_referrer="https://www.google.com/")
+    assert deliver(app, second, "m-second") == 200
+    assert deliver(app, landing, "m-landing") == 200
+    received = pull_all(topics["ENRICHED_TOPIC"], 2)
+    resolved = {body["resolved"]["event_id"]: body["resolved"] for body, _ in received}
+    assert resolved["second"]["session_id"] == resolved["landing"]["session_id"]
+    assert resolved["second"]["traffic_source"] == resolved["landing"]["traffic_source"]
+    assert resolved["landing"]["traffic_source"]["source"] == "google"
+    assert resolved["landing"]["traffic_source"]["medium"] == "organic"
+    assert resolved["second"]["earliest_in_session"] is True
+    assert resolved["landing"]["earliest_in_session"] is True
+    assert resolved["landing"]["late"] is True
