@@ -179,20 +179,33 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from ga4_stitch.score import InputFileError, format_score, load_sent, load_truth, score
-
-    try:
-        truth = load_truth(args.truth)
-        sent = load_sent(args.sent)
-    except InputFileError as exc:
-        raise UsageError(str(exc)) from exc
+    truth = _load_truth(args.truth)
+    sent = _load_sent(args.sent)
     progress(f"scoring {len(sent)} SENT lines against {len(truth)} truth records")
-    result = score(truth, sent)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(_scored_json(truth, sent), indent=2))
     else:
-        print(format_score(result))
+        print(_scored(truth, sent))
     return 0
+
+
+def _scored(truth: dict[str, dict[str, Any]], sent: Sequence[dict[str, Any]]) -> str:
+    """The score, then its GA4 report-parity table."""
+    from ga4_stitch.parity import format_parity, parity
+    from ga4_stitch.score import format_score, score
+
+    table = format_parity(parity(truth, sent))
+    return f"{format_score(score(truth, sent))}\n\nGA4 report parity\n{table}"
+
+
+def _scored_json(
+    truth: dict[str, dict[str, Any]], sent: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The score's fields plus ``parity``: ``{dimension: {matched, compared, share}}``."""
+    from ga4_stitch.parity import parity
+    from ga4_stitch.score import score
+
+    return {**score(truth, sent).to_json(), "parity": parity(truth, sent).to_json()}
 
 
 # --------------------------------------------------------------------------- local pipeline
@@ -337,7 +350,6 @@ def _watch(pipeline: LocalPipeline) -> int:
 
 def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
     from ga4_stitch.replay import replay
-    from ga4_stitch.score import format_score, score
     from ga4_stitch.simulate import SimulationConfig, simulate
 
     work = pipeline.options.work_dir
@@ -355,7 +367,7 @@ def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
     print(f"replay of {events}\n{summary.format()}\n")
     sent = [json.loads(line) for line in Path(summary.out_path).read_text().splitlines()]
     truth = {record.event_id: record.to_json() for record in result.truth}
-    print(f"score against the simulation's truth\n{format_score(score(truth, sent))}")
+    print(f"score against the simulation's truth\n{_scored(truth, sent)}")
     return 1 if summary.missing else 0
 
 
@@ -381,6 +393,11 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
         "of the last replay)",
     )
     _ordering_argument(parser)
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        help="truth NDJSON of simulate: also print the score and GA4 report parity",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_attach_argument(parser)
 
@@ -393,6 +410,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.events}: no such file")
     if args.timeout <= 0 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--timeout and --rate must be positive")
+    truth = _load_truth(args.truth) if args.truth is not None else None
     options = {
         "timeout": args.timeout,
         "rate": args.rate,
@@ -414,7 +432,16 @@ def _replay(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         progress(f"ga4-stitch replay: error: {exc}")
         return 1
-    print(json.dumps(summary.to_json(), indent=2) if args.json else summary.format())
+    sent = _load_sent(Path(summary.out_path)) if truth is not None else []
+    if args.json:
+        output = summary.to_json()
+        if truth is not None:
+            output["score"] = _scored_json(truth, sent)
+        print(json.dumps(output, indent=2))
+    else:
+        print(summary.format())
+        if truth is not None:
+            print(f"\nscore against {args.truth}\n{_scored(truth, sent)}")
     if summary.malformed_lines:
         lines = ", ".join(str(line) for line, _ in summary.malformed_lines[:20])
         progress(f"{len(summary.malformed_lines)} malformed input lines skipped: {lines}")
@@ -427,6 +454,24 @@ def _replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _load_truth(path: Path) -> dict[str, dict[str, Any]]:
+    from ga4_stitch.score import InputFileError, load_truth
+
+    try:
+        return load_truth(path)
+    except InputFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _load_sent(path: Path) -> list[dict[str, Any]]:
+    from ga4_stitch.score import InputFileError, load_sent
+
+    try:
+        return load_sent(path)
+    except InputFileError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- inspect, erase

@@ -12,7 +12,8 @@ Every request is recorded, in memory and as one NDJSON line
 is never recorded nor logged. A fault plan makes the next requests fail (any status,
 with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` in
 process, or ``POST /__admin/faults`` from another process. ``GET /__admin/requests`` returns
-the records.
+the records. ``LocalGa4.reported`` reads the accepted ones as GA4's reports would show them
+(device, geo and campaign precedence of ``ga4_stitch.parity``).
 """
 
 from __future__ import annotations
@@ -232,6 +233,14 @@ class LocalGa4:
     def accepted(self) -> list[dict[str, Any]]:
         """Requests that GA4 would have processed: ``/mp/collect`` answered 2xx."""
         return [r for r in self.requests() if r["path"] == COLLECT_PATH and r["status"] < 300]
+
+    def reported(self) -> list[dict[str, Any]]:
+        """What GA4 would report for the accepted requests so far, event by event, with
+        ``campaign_details`` of any accepted request attributing later events of its client
+        (``ga4_stitch.parity``)."""
+        from ga4_stitch.parity import report_requests
+
+        return report_requests(record["body"] for record in self.accepted())
 
 
 def serve(

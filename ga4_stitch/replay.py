@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ga4_stitch.emulators import clear_firestore
+from ga4_stitch.parity import is_campaign_event
 from ga4_stitch.pipeline import LocalPipeline, PipelineInfo, client_environment
 
 MAX_ATTRIBUTE_BYTES = 1024
@@ -178,9 +179,11 @@ def parse_lines(
 
 
 def sent_line(event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The SENT line of one GA4 request body."""
+    """The SENT line of one GA4 request body; session fields come from its first event
+    that is not ``campaign_details`` (attribution, which carries no session)."""
     events = body.get("events") if isinstance(body, Mapping) else None
-    first = events[0] if isinstance(events, list) and events else {}
+    events = [e for e in events if not is_campaign_event(e)] if isinstance(events, list) else []
+    first = events[0] if events else {}
     params = first.get("params", {}) if isinstance(first, Mapping) else {}
     params = params if isinstance(params, Mapping) else {}
     return {

@@ -10,6 +10,9 @@ that were sent (lost events are counted on their own). A true session is reprodu
 one produced session, the SENT lines grouped by ``(client_id, session_id)``, holds exactly
 its events. ``session_id`` may be a number, a numeric string or any other string (a
 baseline's); it is exact only when it equals the true session start in seconds.
+
+A line whose request holds only ``campaign_details`` events carries attribution, not an
+event: it is left out here (``ga4_stitch.parity`` reads it for traffic sources).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ga4_stitch.parity import is_campaign_event
 
 TRUTH_KEYS = ("event_id", "valid", "client_id", "user_id", "session_key")
 SENT_KEYS = ("event_id",)
@@ -100,7 +105,7 @@ def load_sent(path: Path) -> list[dict[str, Any]]:
 
 def score(truth: Mapping[str, Mapping[str, Any]], sent: Iterable[Mapping[str, Any]]) -> Score:
     """Compare SENT lines with the truth records (see the module docstring)."""
-    lines = list(sent)
+    lines = [line for line in sent if not attribution_only(line)]
     counts = Counter(str(line["event_id"]) for line in lines)
     first: dict[str, Mapping[str, Any]] = {}
     for line in lines:
@@ -138,6 +143,13 @@ def score(truth: Mapping[str, Mapping[str, Any]], sent: Iterable[Mapping[str, An
             matched, lambda line, record: _same(line, record, "client_id")
         ),
     )
+
+
+def attribution_only(line: Mapping[str, Any]) -> bool:
+    """The line's request has events and every one is ``campaign_details``."""
+    request = line.get("request")
+    events = request.get("events") if isinstance(request, Mapping) else None
+    return bool(events) and isinstance(events, list) and all(map(is_campaign_event, events))
 
 
 def _sessions(

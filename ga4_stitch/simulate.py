@@ -17,17 +17,35 @@ Ground truth is computed from event time only, by two pure functions:
 
 A cross-domain client's events count under the first domain's client (its canonical one).
 Stages: plan people and events -> truth -> render GTM SC payloads -> deliver.
+
+Each device is a real browser from ``ga4_stitch.agents`` (crawlers excluded) with a locale,
+screen, documentation-range IP, usually an ``event_location``, and a Consent Mode state
+rendered as ``x-ga-gcs``/``x-ga-gcd``. Payloads carry what sGTM's GA4 client puts in event
+data (user agent and client hints, ``x-ga-mp2-user_properties`` with internal ``_`` keys,
+``x-ga-system_properties``, ``engagement_time_msec`` on most events, ``user_engagement``
+at the end of some pages, ``user_data`` on most purchases). Every session lands from one
+of five kinds of traffic: UTM-tagged, Google Ads (``gclid``), organic search, a referring
+site, or direct; no landing carries both UTMs and a click id, so the order GA4 gives
+those two cannot change the truth.
+
+The truth also states what GA4's own tag would report per event (``device_category``,
+``browser``, ``operating_system``, ``country``, ``session_source``, ``user_properties``,
+``consent``, ``user_data``, ``engagement_time_msec``); see ``TruthRecord``.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import hashlib
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from ga4_stitch.agents import AGENTS, KnownAgent
 from shared.domain.crossdomain.linker import encode_linker
 
 MICROS = 1_000_000
@@ -37,6 +55,14 @@ SESSION_TIMEOUT_MICROS = 30 * MINUTE
 SHOP = "https://shop.example.com"
 PAY = "https://checkout.example-pay.com"
 LOGOUT_EVENT = "logout"
+ENGAGEMENT_EVENT = "user_engagement"
+NOT_SET = "(not set)"
+DIRECT_SOURCE = {"source": "(direct)", "medium": "(none)", "campaign": "(direct)"}
+OWN_SITES = ("example.com", "example-pay.com")
+"""Registrable domains of the shop and its payment domain: referrers there are no source."""
+SEARCH_ENGINES = {"google.com": "google", "bing.com": "bing", "duckduckgo.com": "duckduckgo"}
+"""Search engine referrer hosts (without ``www.``) and the source GA4 names them by."""
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,25 @@ class TruthRecord:
     """An online resolver can give this event its true session id: false when its session's
     first event arrived after another event of that session."""
     delivered: int
+    device_category: str | None = None
+    """GA4's device category of the browser that sent the event (catalogue truth)."""
+    browser: str | None = None
+    operating_system: str | None = None
+    country: str | None = None
+    """ISO alpha-2 from the event's ``event_location``; None without one, since the local
+    pipeline has no IP geolocation."""
+    session_source: dict[str, str] | None = None
+    """``{source, medium, campaign}`` of the event's true session, decided by that
+    session's first event in event time (``true_traffic_source``)."""
+    user_properties: dict[str, Any] = field(default_factory=dict)
+    """The event's ``x-ga-mp2-user_properties`` without internal ``_`` keys."""
+    consent: dict[str, str | None] = field(default_factory=dict)
+    """``ad_user_data`` and ``ad_personalization``: ``GRANTED``, ``DENIED`` or None when the
+    event's ``x-ga-gcd`` does not state it."""
+    user_data: bool = False
+    """The event carried ``user_data``."""
+    engagement_time_msec: int = 0
+    """The event's own ``engagement_time_msec``; 0 when it carried none."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +189,69 @@ class TruthRecord:
 
 def session_key(client_id: str, start_micros: int) -> str:
     return f"{client_id}|{start_micros}"
+
+
+def true_traffic_source(page_location: str | None, page_referrer: str | None) -> dict[str, str]:
+    """GA4's session source/medium/campaign for a session whose first event has these URLs.
+
+    First match wins: any UTM parameter (missing values ``(not set)``); a ``gclid``
+    (``google / cpc``); a search engine referrer (``organic``, ``(organic)``); any other
+    referrer off the shop's own sites (its host without ``www.``, ``referral``,
+    ``(referral)``); else ``(direct) / (none)``. Written apart from the pipeline's own
+    classifier so the truth does not inherit its mistakes.
+    """
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(urlsplit(page_location or "").query):
+        if value.strip():
+            query.setdefault(name.lower(), value.strip())
+    if any(name in query for name in UTM_KEYS):
+        return {
+            "source": query.get("utm_source", NOT_SET),
+            "medium": query.get("utm_medium", NOT_SET),
+            "campaign": query.get("utm_campaign", NOT_SET),
+        }
+    if "gclid" in query:
+        return {"source": "google", "medium": "cpc", "campaign": NOT_SET}
+    host = (urlsplit(page_referrer or "").hostname or "").removeprefix("www.")
+    if not host or any(host == own or host.endswith("." + own) for own in OWN_SITES):
+        return dict(DIRECT_SOURCE)
+    if host in SEARCH_ENGINES:
+        return {"source": SEARCH_ENGINES[host], "medium": "organic", "campaign": "(organic)"}
+    return {"source": host, "medium": "referral", "campaign": "(referral)"}
+
+
+# --------------------------------------------------------------------------- consent strings
+
+GRANTED, DENIED, UNSET = 3, 2, 1
+"""Consent Mode's 2-bit states inside an ``x-ga-gcd`` letter."""
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+ConsentState = tuple[int, int]
+"""(default, update) of one signal."""
+
+
+def gcd_letter(default: int, update: int) -> str:
+    """The base64url digit whose value has ``default`` in bits 2-3 and ``update`` in bits
+    0-1 (with bit 5 set, as real strings have): ``l`` nothing, ``p`` denied, ``r`` denied
+    then granted, ``t`` granted, ``v`` granted then granted, ``q`` denied then denied."""
+    return _BASE64URL[32 | default << 2 | update]
+
+
+def gcd_string(
+    ad_storage: ConsentState,
+    analytics_storage: ConsentState,
+    ad_user_data: ConsentState,
+    ad_personalization: ConsentState,
+) -> str:
+    """An ``x-ga-gcd`` value: version, the four signal letters at positions 2, 4, 6, 8."""
+    signals = (ad_storage, analytics_storage, ad_user_data, ad_personalization)
+    letters = [gcd_letter(*state) for state in signals]
+    return "13{}3{}3{}3{}5l1".format(*letters)
+
+
+def effective_consent(state: ConsentState) -> str | None:
+    """MP's word for a signal: its update when set, else its default, else None."""
+    value = state[1] if state[1] != UNSET else state[0]
+    return {GRANTED: "GRANTED", DENIED: "DENIED"}.get(value)
 
 
 # --------------------------------------------------------------------------- planning
@@ -169,6 +277,35 @@ class PlannedEvent:
 class _Person:
     key: str
     user_id: str | None
+    properties: dict[str, str] = field(default_factory=dict)
+    """User properties the site sets while this person is logged in."""
+
+
+@dataclass(frozen=True)
+class _Consent:
+    """One device's Consent Mode state; ``gcd`` None: the page sends no consent strings."""
+
+    gcs: str | None
+    signals: tuple[ConsentState, ConsentState, ConsentState, ConsentState] | None
+
+    @property
+    def gcd(self) -> str | None:
+        return gcd_string(*self.signals) if self.signals else None
+
+    @property
+    def mp(self) -> dict[str, str | None]:
+        """What GA4 takes for ad_user_data and ad_personalization."""
+        if self.signals is None:
+            return {"ad_user_data": None, "ad_personalization": None}
+        return {
+            "ad_user_data": effective_consent(self.signals[2]),
+            "ad_personalization": effective_consent(self.signals[3]),
+        }
+
+    @property
+    def npa(self) -> str:
+        """``_npa`` agrees with the gcd: "1" exactly when ad_personalization is denied."""
+        return "1" if self.mp["ad_personalization"] == "DENIED" else "0"
 
 
 @dataclass
@@ -177,15 +314,22 @@ class _Device:
     client_id: str
     style: str
     """``bare``, ``prefixed`` (often sent as ``GA1.1.X.Y``) or ``server`` (managed id)."""
-    user_agent: str
+    agent: KnownAgent
     ip: str
     language: str
     timezone_offset: int
     screen: str
-    gcs: str | None
+    location: dict[str, str] | None
+    consent: _Consent
     itp_broken: bool
     pay_client: str | None = None
     logged_in: str | None = None
+    seen: bool = False
+    """An event of this device was planned: later sessions are not its first visit."""
+
+    @property
+    def user_agent(self) -> str:
+        return self.agent.user_agent
 
 
 @dataclass
@@ -196,44 +340,56 @@ class _Step:
     landing: bool = False
 
 
-_USER_AGENTS = (
-    (
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0",
-        "2560x1440",
-        False,
-    ),
-    (
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
-        "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
-        "390x844",
-        True,
-    ),
-    (
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
-        "(KHTML, like Gecko) Version/18.1 Safari/605.1.15",
-        "1728x1117",
-        True,
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-        "(KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
-        "412x915",
-        False,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-        "1920x1080",
-        False,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
-        "1536x864",
-        False,
-    ),
+_PEOPLE_AGENTS = tuple(agent for agent in AGENTS if not agent.truth.is_bot)
+_SCREENS = {
+    "desktop": ("1920x1080", "1536x864", "2560x1440", "1440x900", "1366x768", "1536x960"),
+    "mobile": ("390x844", "393x852", "412x915", "360x800", "430x932"),
+    "tablet": ("820x1180", "800x1280", "768x1024", "1024x1366"),
+    "smart tv": ("1920x1080", "3840x2160", "1280x720"),
+}
+_LOCALES = (
+    ("en-GB", -60, (("GB", "ENG"), ("GB", "SCT"))),
+    ("en-US", 300, (("US", "CA"), ("US", "NY"), ("US", "TX"))),
+    ("de-DE", -60, (("DE", "BY"), ("DE", "BE"))),
+    ("fr-FR", -60, (("FR", "IDF"),)),
+    ("nl-NL", -120, (("NL", "NH"),)),
+    ("pt-BR", 180, (("BR", "SP"), ("BR", "RJ"))),
 )
-_LANGUAGES = (("en-GB", -60), ("en-US", 300), ("de-DE", -60), ("fr-FR", -60), ("nl-NL", -120))
+_D = (DENIED, DENIED)
+_CONSENTS = (
+    (_Consent("G111", ((DENIED, GRANTED),) * 4), 60),
+    (_Consent("G111", ((GRANTED, GRANTED),) * 4), 10),
+    (_Consent("G111", ((GRANTED, UNSET),) * 4), 6),
+    (_Consent("G111", ((DENIED, GRANTED),) * 2 + ((DENIED, UNSET),) * 2), 8),
+    (_Consent("G111", ((DENIED, GRANTED),) * 3 + (_D,)), 4),
+    (_Consent("G101", ((DENIED, UNSET), (DENIED, GRANTED), (DENIED, UNSET), (DENIED, UNSET))), 7),
+    (_Consent(None, None), 5),
+)
+"""Consent states and weights: analytics is granted in every one, so sessions exist; some
+deny only ad_user_data and ad_personalization, one denies only personalisation."""
+_MEMBERSHIPS = ("gold", "silver", "bronze")
+_TAGGED = (
+    ({"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "week_48"}, None),
+    (
+        {"utm_source": "facebook", "utm_medium": "paid_social", "utm_campaign": "black_friday",
+         "utm_content": "carousel"},
+        "https://l.facebook.com/",
+    ),
+    (
+        {"utm_source": "partner-blog", "utm_medium": "affiliate", "utm_campaign": "winter sale",
+         "utm_term": "wool scarf"},
+        "https://blog.example.org/",
+    ),
+    ({"utm_source": "instagram", "utm_medium": "social"}, "https://l.instagram.com/"),
+)  # fmt: skip
+_SEARCH_REFERRERS = ("https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/")
+_SITE_REFERRERS = (
+    "https://l.facebook.com/",
+    "https://news.ycombinator.com/item?id=1",
+    "https://www.reddit.com/r/malefashionadvice/",
+)
+LANDING_KINDS = ("tagged", "paid", "search", "referral", "direct")
+_LANDING_WEIGHTS = (20, 10, 30, 12, 28)
 _ITEMS = (
     ("SKU_001", "Blue T-Shirt", 19.99),
     ("SKU_002", "Socks", 9.99),
@@ -248,12 +404,6 @@ _ITEMS = (
 )
 _CATEGORIES = ("men", "women", "shoes", "accessories", "sale")
 _SEARCHES = ("jacket", "blue shirt", "socks", "gift", "sneakers")
-_ENTRY_REFERRERS = (
-    ("https://www.google.com/", "", 35),
-    ("https://mail.example.net/", "utm_source=newsletter&utm_medium=email&utm_campaign=week", 20),
-    ("https://l.facebook.com/", "utm_source=facebook&utm_medium=social", 15),
-    (None, "", 30),
-)
 
 
 class _Planner:
@@ -267,6 +417,8 @@ class _Planner:
         self.sequence = 0
         self.events: list[PlannedEvent] = []
         self.devices: list[_Device] = []
+        self.properties: dict[str, dict[str, str]] = {}
+        """User properties by user id, for whoever is logged in on a device."""
 
     def event_id(self) -> str:
         self.sequence += 1
@@ -287,12 +439,27 @@ class _Planner:
 
     def _person(self, index: int) -> _Person:
         has_account = self.rng.random() < 0.7
-        return _Person(f"person-{index:05d}", f"cust-{index:06d}" if has_account else None)
+        person = _Person(f"person-{index:05d}", f"cust-{index:06d}" if has_account else None)
+        if person.user_id is not None:
+            person.properties = {
+                "membership": self.rng.choices(_MEMBERSHIPS, weights=(1, 3, 6))[0],
+                "newsletter": self.rng.choice(("yes", "no")),
+            }
+            self.properties[person.user_id] = person.properties
+        return person
 
     def _device(self, first_micros: int) -> _Device:
         rng = self.rng
-        agent, screen, safari = rng.choice(_USER_AGENTS)
-        language, offset = rng.choice(_LANGUAGES)
+        agent = rng.choice(_PEOPLE_AGENTS)
+        language, offset, regions = rng.choice(_LOCALES)
+        country, region = rng.choice(regions)
+        consents = [consent for consent, _ in _CONSENTS]
+        consent = rng.choices(consents, weights=[weight for _, weight in _CONSENTS])[0]
+        if rng.random() < 0.8:
+            ip = f"{rng.choice(('203.0.113', '198.51.100', '192.0.2'))}.{rng.randint(1, 254)}"
+        else:
+            ip = f"2001:db8:{rng.randint(1, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}"
+        webkit = agent.truth.operating_system == "iOS" or agent.truth.browser == "Safari"
         style = rng.choices(("bare", "prefixed", "server"), weights=(77, 17, 6))[0]
         first_seconds = first_micros // MICROS
         if rng.random() < 0.65:
@@ -305,13 +472,14 @@ class _Planner:
             key=f"device-{len(self.devices):05d}",
             client_id=client_id,
             style=style,
-            user_agent=agent,
-            ip=f"{rng.choice(('203.0.113', '198.51.100', '192.0.2'))}.{rng.randint(1, 254)}",
+            agent=agent,
+            ip=ip,
             language=language,
             timezone_offset=offset,
-            screen=screen,
-            gcs=rng.choices(("G111", "G101", None), weights=(88, 7, 5))[0],
-            itp_broken=safari and rng.random() < 0.5,
+            screen=rng.choice(_SCREENS[agent.truth.category or "desktop"]),
+            location={"country": country, "region": region} if rng.random() < 0.88 else None,
+            consent=consent,
+            itp_broken=webkit and rng.random() < 0.5,
         )
         self.devices.append(device)
         return device
@@ -349,8 +517,15 @@ class _Planner:
             if index:
                 gap = _intra_session_gap(self.rng)
                 time_micros += gap
-                step.params.setdefault(
-                    "engagement_time_msec", self.rng.randint(100, min(gap // 1000, 60_000))
+                if step.name == ENGAGEMENT_EVENT or self.rng.random() < 0.9:
+                    step.params.setdefault(
+                        "engagement_time_msec", self.rng.randint(100, min(gap // 1000, 60_000))
+                    )
+            else:
+                first_visit = not device.seen
+                device.seen = True
+                step.params["x-ga-system_properties"] = (
+                    {"fv": "1", "ss": "1"} if first_visit else {"ss": "1"}
                 )
             step.params["x-ga-request_count"] = index + 1
             self._materialize(device, person, step, time_micros, (start, number))
@@ -383,6 +558,12 @@ class _Planner:
             sent = device.client_id
             if device.style == "prefixed" and self.rng.random() < 0.7:
                 sent = f"GA1.1.{device.client_id}"
+        properties = {"_npa": device.consent.npa}
+        if step.domain == SHOP and device.logged_in is not None:
+            properties.update(self.properties.get(device.logged_in, {}))
+        params["x-ga-mp2-user_properties"] = properties
+        if step.name == "purchase" and self.rng.random() < 0.85:
+            params["user_data"] = self._user_data(person)
         self.events.append(
             PlannedEvent(
                 event_id=self.event_id(),
@@ -409,6 +590,28 @@ class _Planner:
         if device.logged_in and self.rng.random() < 0.6:
             return device.logged_in
         return None
+
+    def _user_data(self, person: _Person) -> dict[str, Any]:
+        """What the checkout page hands the tag: always the email's hash, sometimes the
+        plain email, phone and address too (the pipeline must hash or drop them)."""
+        rng = self.rng
+        email = f"{person.key.replace('-', '.')}@example.org"
+        data: dict[str, Any] = {"sha256_email_address": hashlib.sha256(email.encode()).hexdigest()}
+        if rng.random() < 0.4:
+            data["email_address"] = email
+        if rng.random() < 0.3:
+            data["phone_number"] = f"+49151{rng.randint(1_000_000, 9_999_999)}"
+        if rng.random() < 0.2:
+            data["address"] = {
+                "first_name": "Alex",
+                "last_name": "Example",
+                "street": f"{rng.randint(1, 200)} Example Street",
+                "city": "Berlin",
+                "region": "BE",
+                "postal_code": "10115",
+                "country": "DE",
+            }
+        return data
 
     def _pay_client(self, device: _Device, time_micros: int, *, new: bool) -> str:
         """Each hop lands on a fresh client id of the payment domain, named after its time."""
@@ -469,6 +672,8 @@ class _Script:
         landing: bool = False,
         **extra: Any,
     ) -> None:
+        if self.steps and self.rng.random() < 0.35:
+            self.add(ENGAGEMENT_EVENT)
         self.location, self.title = location, title
         self.page_id = self.rng.randint(100_000_000, 2_147_483_647)
         self.add("page_view", landing=landing, **extra)
@@ -516,10 +721,22 @@ def _session_steps(
 
 
 def _entry(script: _Script) -> None:
-    referrers = _ENTRY_REFERRERS
-    referrer, query, _ = script.rng.choices(referrers, weights=[r[2] for r in referrers])[0]
+    """The session's landing page_view, from one of ``LANDING_KINDS``."""
+    rng = script.rng
+    kind = rng.choices(LANDING_KINDS, weights=_LANDING_WEIGHTS)[0]
+    query, referrer = "", None
+    if kind == "tagged":
+        tags, referrer = rng.choice(_TAGGED)
+        query = urlencode(tags)
+    elif kind == "paid":
+        token = base64.urlsafe_b64encode(rng.randbytes(24)).decode().rstrip("=")
+        query, referrer = f"gclid={token}", "https://www.google.com/"
+    elif kind == "search":
+        referrer = rng.choice(_SEARCH_REFERRERS)
+    elif kind == "referral":
+        referrer = rng.choice(_SITE_REFERRERS)
     location = f"{SHOP}/?{query}" if query else f"{SHOP}/"
-    script.page_view(location, "Example Shop", referrer, engagement_time_msec=1)
+    script.page_view(location, "Example Shop", referrer)
 
 
 def _next_action(script: _Script, *, can_login: bool, guest: bool) -> str:
@@ -618,6 +835,7 @@ def simulate(
     planned = planner.plan(progress)
     devices = {device.key: device for device in planner.devices}
     sessions, identities = compute_truth(planned)
+    sources = session_sources(planned, sessions)
     browser = _browser_sessions(planned, sessions, devices, planner.rng)
     payloads = {
         event.event_id: _render(event, devices[event.device], browser[event.event_id], config)
@@ -634,6 +852,8 @@ def simulate(
             e,
             sessions[e.event_id],
             identities[e.event_id],
+            devices[e.device],
+            sources,
             late=e.event_id in late,
             reachable=(e.canonical_client, sessions[e.event_id].start_micros) not in opened_late,
             delivery=delivery,
@@ -673,6 +893,28 @@ def compute_truth(
     return sessions, identities
 
 
+def session_sources(
+    planned: Sequence[PlannedEvent], sessions: dict[str, TrueSession]
+) -> dict[str, dict[str, str]]:
+    """Each true session's traffic source by session key, from its first event in event
+    time (ties broken by event id), whatever order the events were planned in."""
+    first: dict[str, PlannedEvent] = {}
+    for event in planned:
+        key = session_key(event.canonical_client, sessions[event.event_id].start_micros)
+        current = first.get(key)
+        if current is None or (event.time_micros, event.event_id) < (
+            current.time_micros,
+            current.event_id,
+        ):
+            first[key] = event
+    return {
+        key: true_traffic_source(
+            event.params.get("page_location"), event.params.get("page_referrer")
+        )
+        for key, event in first.items()
+    }
+
+
 def _browser_sessions(
     planned: Sequence[PlannedEvent],
     sessions: dict[str, TrueSession],
@@ -707,8 +949,10 @@ def _render(
         "x-ga-page_id": params.pop("x-ga-page_id"),
         "x-ga-request_count": params.pop("x-ga-request_count"),
     }
-    if device.gcs is not None:
-        payload["x-ga-gcs"] = device.gcs
+    if device.consent.gcs is not None:
+        payload["x-ga-gcs"] = device.consent.gcs
+    if device.consent.gcd is not None:
+        payload["x-ga-gcd"] = device.consent.gcd
     if device.style == "server":
         payload["x-ga-mp2-tt"] = "internal_cookie"
     payload.update(
@@ -724,9 +968,12 @@ def _render(
     if event.user_id is not None:
         payload["user_id"] = event.user_id
     payload.update(params)
-    payload.setdefault("engagement_time_msec", 1)
     payload["ip_override"] = device.ip
     payload["user_agent"] = device.user_agent
+    if device.agent.client_hints is not None:
+        payload["client_hints"] = copy.deepcopy(dict(device.agent.client_hints))
+    if device.location is not None:
+        payload["event_location"] = dict(device.location)
     return payload
 
 
@@ -884,11 +1131,15 @@ def _valid_record(
     event: PlannedEvent,
     session: TrueSession,
     identity: ExpectedIdentity,
+    device: _Device,
+    sources: dict[str, dict[str, str]],
     *,
     late: bool,
     reachable: bool,
     delivery: _Delivery,
 ) -> TruthRecord:
+    key = session_key(event.canonical_client, session.start_micros)
+    properties = event.params.get("x-ga-mp2-user_properties", {})
     return TruthRecord(
         event_id=event.event_id,
         valid=True,
@@ -897,13 +1148,22 @@ def _valid_record(
         client_id=event.canonical_client,
         user_id=identity.user_id,
         after_logout=identity.after_logout,
-        session_key=session_key(event.canonical_client, session.start_micros),
+        session_key=key,
         session_start_micros=session.start_micros,
         session_number=session.number,
         time_micros=event.time_micros,
         late=late,
         session_id_reachable=reachable,
         delivered=delivery.count[event.event_id],
+        device_category=device.agent.truth.category,
+        browser=device.agent.truth.browser,
+        operating_system=device.agent.truth.operating_system,
+        country=device.location["country"] if device.location else None,
+        session_source=dict(sources[key]),
+        user_properties={k: v for k, v in properties.items() if not k.startswith("_")},
+        consent=device.consent.mp,
+        user_data="user_data" in event.params,
+        engagement_time_msec=int(event.params.get("engagement_time_msec", 0)),
     )
 
 
@@ -948,6 +1208,11 @@ def _stats(
         "devices_server_managed_client_id": sum(d.style == "server" for d in planner.devices),
         "devices_itp_broken": sum(d.itp_broken for d in planner.devices),
         "devices_shared": sum(len(people) > 1 for people in people_on_device.values()),
+        "devices_with_client_hints": sum(d.agent.client_hints is not None for d in planner.devices),
+        "devices_without_event_location": sum(d.location is None for d in planner.devices),
+        "devices_ads_consent_denied": sum(
+            d.consent.mp["ad_user_data"] == "DENIED" for d in planner.devices
+        ),
         "clients": len({e.sent_client.removeprefix("GA1.1.") for e in planned}),
         "true_sessions": len({record.session_key for record in valid}),
         "events_valid": len(valid),
@@ -966,6 +1231,8 @@ def _stats(
             if e.user_id is None
         ),
         "events_anonymous_after_logout": sum(record.after_logout for record in valid),
+        "events_with_user_data": sum(record.user_data for record in valid),
+        "events_without_engagement_time": sum(record.engagement_time_msec == 0 for record in valid),
         "events_browser_session_wrong": sum(
             browser[e.event_id]
             != (sessions[e.event_id].start_micros // MICROS, sessions[e.event_id].number)
