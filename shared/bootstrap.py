@@ -154,23 +154,32 @@ def resolve_runtime(
 
 
 def forward_runtime(settings: Settings, *, client: Any | None = None) -> ForwardRuntime:
+    """The forward use case on GA4 over HTTP and the Firestore ledger.
+
+    The lease (how long a ``sending`` claim is respected) is twice the longest send, so a
+    live delivery is never taken over. That longest send (budget + one attempt, 28.05 s by
+    default) must stay below the function's timeout and the ack deadline (60 s each by
+    default). A request GA4 may have taken without answering is assumed sent
+    (``ForwardRuntime``'s default ``unknown_outcome``).
+    """
     from shared.adapters.firestore.ledger import FirestoreForwardLedger
     from shared.adapters.ga4_http import Ga4Client
     from shared.adapters.pubsub import LazyPublisher, PubSubPublisher
 
     ga4 = settings.ga4
     _, secret = ga4.require()
-    lease_micros = int(2 * (ga4.retry_budget_seconds + ga4.timeout_seconds) * 1_000_000)
+    sender = Ga4Client(
+        endpoint=ga4.endpoint,
+        api_secret=secret,
+        stream_secrets=ga4.stream_secrets,
+        timeout_seconds=ga4.timeout_seconds,
+        attempts=ga4.retry_attempts,
+        budget_seconds=ga4.retry_budget_seconds,
+    )
+    lease_micros = int(2 * sender.longest_send_seconds * 1_000_000)
     return ForwardRuntime(
         rules=payload_rules(settings),
-        sender=Ga4Client(
-            endpoint=ga4.endpoint,
-            api_secret=secret,
-            stream_secrets=ga4.stream_secrets,
-            timeout_seconds=ga4.timeout_seconds,
-            attempts=ga4.retry_attempts,
-            budget_seconds=ga4.retry_budget_seconds,
-        ),
+        sender=sender,
         ledger=FirestoreForwardLedger(
             client or firestore_client(settings), settings.collection("forwarded"), lease_micros
         ),

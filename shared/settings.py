@@ -129,8 +129,13 @@ class Ga4Settings:
     validate_first: bool = False
     """Send every request to ``/debug/mp/collect`` first and dead-letter on messages."""
     timeout_seconds: float = 5.0
+    """Read timeout of one request; the connect timeout is min(3.05, this)."""
     retry_attempts: int = 4
     retry_budget_seconds: float = 20.0
+    """No attempt starts after this, so one send lasts at most the budget plus one attempt
+    (``Ga4Client.longest_send_seconds``, 28.05 s by default), which must stay below the
+    forward function's timeout, itself at most the push subscription's ack deadline (60 s
+    each by default)."""
     stream_routes: Mapping[str, str] = field(default_factory=dict)
     """Hostname (or ``*.suffix``) of ``page_location`` -> measurement id."""
     stream_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -3,9 +3,24 @@
 Invariants:
 - One ``requests.Session`` per instance (connection reuse), explicit (connect, read)
   timeouts on every request, no retries inside urllib3: the one retry policy
-  (``shared.retry.transient_retry``) retries network errors, 5xx and 429 only, with
-  exponential backoff and jitter (or the server's ``Retry-After``, capped), bounded by
-  attempts and a time budget, then raises ``TransientError`` so Pub/Sub redelivers.
+  (``shared.retry.transient_retry``) decides, with full-jitter backoff in seconds
+  (``RETRY_INITIAL_WAIT`` doubling up to ``RETRY_MAX_WAIT``) or the server's
+  ``Retry-After``, within the attempts and the time budget; then ``Ga4UnavailableError``
+  (a ``TransientError``) is raised so Pub/Sub redelivers with its own backoff.
+- A request to ``/mp/collect`` is retried only when GA4 certainly did not take it: the
+  connection was never made (connect timeout, refused, name resolution, certificate
+  refused in the handshake), or GA4 answered 5xx / 429. A request that may have reached
+  GA4 without an answer coming back (read timeout, connection reset or closed after the
+  request was written) is never sent again: ``Ga4OutcomeUnknown`` is raised at once and
+  the caller decides. GA4 ingests ``/mp/collect`` on receipt and takes no idempotency key,
+  so a retry there is how one event becomes two.
+- ``/debug/mp/collect`` ingests nothing, so every network error there is retried.
+- ``Retry-After`` (seconds or an HTTP date) is honoured as asked, uncapped, while it fits
+  the remaining budget; one that does not fit ends the attempts at once (no sleeping past
+  the function's deadline).
+- One call lasts at most the budget plus one attempt, and one attempt at most
+  connect timeout + read timeout: ``budget + min(3.05, timeout) + timeout`` must stay below
+  the forward function's timeout, itself at most the push subscription's ack deadline.
 - A 2xx is never retried. Any other 4xx is a ``PermanentError("ga4_rejected")``.
 - The API secret travels in the query string (GA4 requires it there) and nowhere else:
   it is never logged, and every error text is redacted before it leaves this module.
@@ -17,19 +32,34 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import math
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import requests
-import tenacity
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.logs import get_logger
+from shared.ports import Ga4OutcomeUnknown
 from shared.retry import transient_retry
 
-__all__ = ["EVENT_ID_HEADER", "Ga4Client", "Ga4UnavailableError", "retry_after_seconds"]
+__all__ = [
+    "EVENT_ID_HEADER",
+    "RETRY_INITIAL_WAIT",
+    "RETRY_MAX_WAIT",
+    "Ga4Client",
+    "Ga4OutcomeUnknown",
+    "Ga4UnavailableError",
+    "never_reached_the_server",
+    "retry_after_seconds",
+]
 
 log = get_logger("ga4_client")
 
@@ -38,39 +68,98 @@ DEBUG_PATH = "/debug/mp/collect"
 EVENT_ID_HEADER = "X-Ga4-Stitch-Event-Id"
 MAX_CONNECT_TIMEOUT = 3.05
 """Just over a multiple of TCP's 3 s retransmission window, as requests recommends."""
+RETRY_INITIAL_WAIT = 1.0
+"""Ceiling of the first jittered wait, in seconds; each later ceiling doubles."""
+RETRY_MAX_WAIT = 8.0
+"""Largest ceiling of a jittered wait: with the default 4 attempts the waits' ceilings are
+1, 2 and 4 s (7 s at most), well inside the default 20 s budget."""
+
+_BEFORE_SENDING: tuple[type[BaseException], ...] = (
+    urllib3.exceptions.NewConnectionError,  # refused, unreachable, name resolution
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.ClosedPoolError,
+    ssl.SSLCertVerificationError,  # the handshake refused GA4's certificate
+)
 
 
 class Ga4UnavailableError(TransientError):
-    """GA4 did not take the request (network error, 5xx, 429); a later attempt may."""
+    """GA4 did not take the request (no connection, 5xx, 429); a later attempt may."""
 
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
 
-def retry_after_seconds(header: str | None, cap: float) -> float | None:
-    """A ``Retry-After`` given in seconds, capped; HTTP dates fall back to backoff."""
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """The wait a ``Retry-After`` asks for, in seconds (never negative), uncapped: the
+    retry policy compares it with the remaining budget. Unreadable values give None (the
+    jittered backoff applies)."""
     if not header:
         return None
     try:
         seconds = float(header)
     except ValueError:
+        try:
+            moment = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
         return None
-    return min(max(seconds, 0.0), cap)
+    return max(seconds, 0.0)
 
 
-def _honour_retry_after(base: Callable[[tenacity.RetryCallState], float]) -> Any:
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, Ga4UnavailableError) and error.retry_after is not None:
-            return error.retry_after
-        return base(state)
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps: ``args``, urllib3's ``reason``, the chain."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [*current.args, getattr(current, "reason", None)]
+        linked += [current.__cause__, current.__context__]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
 
-    return wait
+
+def never_reached_the_server(error: requests.RequestException) -> bool:
+    """True only when the request certainly never left this process for GA4.
+
+    ``ConnectTimeout``, and a ``ConnectionError`` caused by a connection that was never
+    made (urllib3's ``NewConnectionError``, which covers refused, unreachable and name
+    resolution, or a certificate refused during the handshake). Read timeouts, resets
+    and disconnects after the request was written are False: GA4 may have taken it.
+    Errors requests raises before opening anything (invalid URL, schema) are True.
+    """
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(
+        error,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ),
+    ):
+        return True
+    if not isinstance(error, requests.exceptions.ConnectionError):
+        return False
+    return any(isinstance(cause, _BEFORE_SENDING) for cause in _causes(error))
+
+
+def _requested_wait(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, Ga4UnavailableError) else None
 
 
 class Ga4Client:
-    """``Ga4Sender`` over HTTP; ``sleep`` and ``session`` are injectable for tests."""
+    """``Ga4Sender`` over HTTP; ``sleep``, ``jitter`` and ``session`` are injectable for tests.
+
+    ``jitter(low, high)`` draws each backoff wait (default ``random.uniform``).
+    """
 
     def __init__(
         self,
@@ -81,23 +170,28 @@ class Ga4Client:
         timeout_seconds: float = 5.0,
         attempts: int = 4,
         budget_seconds: float = 20.0,
-        max_retry_after: float = 5.0,
+        initial_wait: float = RETRY_INITIAL_WAIT,
+        max_wait: float = RETRY_MAX_WAIT,
         sleep: Callable[[float], None] | None = None,
+        jitter: Callable[[float, float], float] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
         self._default_secret = api_secret
         self._secrets = dict(stream_secrets or {})
         self._timeout = (min(timeout_seconds, MAX_CONNECT_TIMEOUT), timeout_seconds)
-        self._max_retry_after = max_retry_after
-        retrying = transient_retry(
+        self._budget = budget_seconds
+        self._retrying = transient_retry(
             attempts=attempts,
             budget_seconds=budget_seconds,
             logger=log,
+            initial_wait=initial_wait,
+            max_wait=max_wait,
             retry_on=Ga4UnavailableError,
+            requested_wait=_requested_wait,
             sleep=sleep,
+            uniform=jitter,
         )
-        self._retrying = retrying.copy(wait=_honour_retry_after(retrying.wait))
         self._session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
         self._session.mount("https://", adapter)
@@ -106,7 +200,16 @@ class Ga4Client:
         pool_log = logging.getLogger("urllib3.connectionpool")
         pool_log.setLevel(max(pool_log.getEffectiveLevel(), logging.INFO))
 
+    @property
+    def longest_send_seconds(self) -> float:
+        """The longest one ``send`` can take: no attempt starts after the budget, and one
+        attempt lasts at most connect timeout + read timeout (name resolution aside).
+        Invariant for the deployment: this (28.05 s by default) plus the ledger writes
+        stays below the function's timeout, itself at most the ack deadline."""
+        return self._budget + self._timeout[0] + self._timeout[1]
+
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
+        """One event to ``/mp/collect``; ``Ga4OutcomeUnknown`` if it may have been taken."""
         self._retrying.copy()(self._post, COLLECT_PATH, measurement_id, body, event_id)
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
@@ -153,11 +256,16 @@ class Ga4Client:
             )
         except requests.RequestException as exc:
             detail = self._redact(f"{type(exc).__name__}: {exc}")
+            if path == COLLECT_PATH and not never_reached_the_server(exc):
+                raise Ga4OutcomeUnknown(
+                    f"no answer from GA4 on {path}; it may have taken the request: {detail}"
+                ) from None
             raise Ga4UnavailableError(f"GA4 unreachable on {path}: {detail}") from None
         status = response.status_code
         if 200 <= status < 300:
             return response
         if status == 429 or status >= 500:
-            wait = retry_after_seconds(response.headers.get("Retry-After"), self._max_retry_after)
-            raise Ga4UnavailableError(f"GA4 answered HTTP {status} on {path}", retry_after=wait)
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            asked = "" if wait is None else f" (Retry-After {wait:g} s)"
+            raise Ga4UnavailableError(f"GA4 answered HTTP {status} on {path}{asked}", wait)
         raise PermanentError("ga4_rejected", f"GA4 answered HTTP {status} on {path}")

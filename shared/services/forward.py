@@ -1,16 +1,25 @@
 """The forward function's service: one enriched event to GA4, exactly once.
 
 Order, and why: decode, build and validate first (pure; a bad event is dead-lettered
-before any state exists), then claim the event in the ledger, send, and mark it sent.
+before any state exists), then claim the event in the ledger, send, and mark it.
 
 - Permanent problems (not an enriched event, older than GA4's 72-hour backdating limit,
   invalid for GA4 after repair, rejected by GA4 with a 4xx) are dead-lettered with their
   reason and acknowledged.
-- Transient ones (GA4 5xx/429/network after the bounded retries, Firestore outages, another
-  delivery of the same event in flight) are raised so Pub/Sub redelivers; a failed send
-  releases its claim first, so the redelivery sends at once.
-- Once GA4 has answered 2xx the message is always acknowledged: failing to record ``sent``
-  is logged, never raised, because a redelivery is exactly what could duplicate the event.
+- Failures GA4 certainly did not take (no connection, 5xx/429 after the bounded retries),
+  Firestore outages and another delivery of the same event in flight are raised so
+  Pub/Sub redelivers; a failed send releases its claim first, so the redelivery sends at
+  once.
+- An unknown outcome (``Ga4OutcomeUnknown``: the request may have reached GA4, no answer
+  came) follows ``unknown_outcome``. ``assume_sent`` (default): the ledger is marked
+  ``uncertain``, which later deliveries treat like ``sent``, ``ga4_outcome_unknown`` is
+  logged at WARNING and the message acknowledged, so a slow GA4 never gets the event
+  twice (the cost: an event GA4 really did not take is lost, and counted in that log).
+  ``resend``: the claim is released and the error raised, so Pub/Sub redelivers after its
+  backoff and the event is sent again (the cost: a duplicate whenever GA4 had taken it).
+- Once GA4 has answered 2xx (or is assumed to have taken the request) the message is
+  always acknowledged: failing to record it is logged, never raised, because a
+  redelivery is exactly what could duplicate the event.
 """
 
 from __future__ import annotations
@@ -29,12 +38,29 @@ from shared.domain.messages import (
     message_from_cloud_event,
 )
 from shared.domain.validation import MAX_BACKDATE_MICROS, Message, encode_body, validate
-from shared.errors import InvalidEvent, PermanentError, StitchError, TransientError
+from shared.errors import (
+    InvalidEvent,
+    PermanentError,
+    SettingsError,
+    StitchError,
+    TransientError,
+)
 from shared.logs import get_logger
-from shared.ports import Claim, ClaimOutcome, ForwardLedger, Ga4Sender, Publisher
+from shared.ports import (
+    Claim,
+    ClaimOutcome,
+    ForwardLedger,
+    Ga4OutcomeUnknown,
+    Ga4Sender,
+    Publisher,
+)
 from shared.retry import transient_retry
 
-__all__ = ["ForwardOutcome", "ForwardRuntime"]
+__all__ = ["ASSUME_SENT", "RESEND", "UNKNOWN_OUTCOME_POLICIES", "ForwardOutcome", "ForwardRuntime"]
+
+ASSUME_SENT = "assume_sent"
+RESEND = "resend"
+UNKNOWN_OUTCOME_POLICIES = frozenset({ASSUME_SENT, RESEND})
 
 log = get_logger("forward")
 
@@ -44,7 +70,8 @@ class ForwardOutcome:
     """What happened to one message (for tests and the local pipeline; also logged)."""
 
     status: str
-    """``forwarded``, ``duplicate`` or ``dead_lettered``."""
+    """``forwarded``, ``uncertain`` (no answer from GA4, assumed taken), ``duplicate`` or
+    ``dead_lettered``."""
     reason: str | None = None
     measurement_id: str | None = None
 
@@ -65,9 +92,14 @@ class ForwardRuntime:
         publisher: Publisher,
         dead_letter_topic: str,
         validate_first: bool = False,
+        unknown_outcome: str = ASSUME_SENT,
         clock: Callable[[], int],
         sleep: Callable[[float], None] | None = None,
     ) -> None:
+        if unknown_outcome not in UNKNOWN_OUTCOME_POLICIES:
+            allowed = ", ".join(sorted(UNKNOWN_OUTCOME_POLICIES))
+            raise SettingsError(f"unknown_outcome must be one of {allowed}")
+        self._unknown_outcome = unknown_outcome
         self._rules = rules
         self._sender = sender
         self._ledger = ledger
@@ -100,14 +132,33 @@ class ForwardRuntime:
         body = self._checked_body(request, now)
         claim = self._ledger.claim(request.measurement_id, request.event_id, now)
         if claim.outcome is ClaimOutcome.ALREADY_SENT:
-            self._log("duplicate_suppressed", request, "duplicate skipped: GA4 already has it")
+            self._log(
+                "duplicate_suppressed",
+                request,
+                "duplicate skipped: GA4 already has it",
+                ledger_state=claim.found_state,
+            )
             return ForwardOutcome("duplicate", measurement_id=request.measurement_id)
         try:
             self._sender.send(request.measurement_id, body, event_id=request.event_id)
+        except Ga4OutcomeUnknown as error:
+            if self._unknown_outcome == RESEND:
+                self._release(claim)
+                raise
+            self._mark(self._ledger.mark_uncertain, claim, request)
+            self._log(
+                "ga4_outcome_unknown",
+                request,
+                "no answer from GA4; assumed taken, never resent",
+                level=logging.WARNING,
+                error=str(error),
+                taken_over=claim.taken_over,
+            )
+            return ForwardOutcome("uncertain", measurement_id=request.measurement_id)
         except StitchError:
             self._release(claim)
             raise
-        self._mark_sent(claim, request)
+        self._mark(self._ledger.mark_sent, claim, request)
         self._log("forwarded", request, "forwarded to GA4", taken_over=claim.taken_over)
         return ForwardOutcome("forwarded", measurement_id=request.measurement_id)
 
@@ -139,15 +190,19 @@ class ForwardRuntime:
                 extra={"event": "claim_release_failed", "error": str(error)},
             )
 
-    def _mark_sent(self, claim: Claim, request: MeasurementRequest) -> None:
+    def _mark(
+        self, mark: Callable[[Claim, int], None], claim: Claim, request: MeasurementRequest
+    ) -> None:
+        """Record the send (``sent`` or ``uncertain``) with a few short retries; a
+        ``TransientError`` is logged, never raised, because the caller acknowledges."""
         retrying = transient_retry(attempts=3, budget_seconds=5.0, logger=log, sleep=self._sleep)
         try:
-            retrying(self._ledger.mark_sent, claim, self._clock())
+            retrying(mark, claim, self._clock())
         except TransientError as error:
             self._log(
                 "ledger_mark_failed",
                 request,
-                "sent, but not recorded as sent; acknowledged anyway",
+                "sent, but not recorded; acknowledged anyway",
                 error=str(error),
                 level=logging.ERROR,
             )

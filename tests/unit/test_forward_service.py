@@ -13,7 +13,8 @@ from shared.adapters.firestore.ledger import Claim, ClaimOutcome, ledger_key
 from shared.adapters.pubsub import LazyPublisher
 from shared.domain.measurement import PayloadRules
 from shared.domain.messages import OutgoingMessage
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError, SettingsError, TransientError
+from shared.ports import Ga4OutcomeUnknown
 from shared.services.forward import ForwardRuntime
 from tests.fakes import FakePublisher
 
@@ -58,8 +59,8 @@ class FakeLedger:
         if entry is None:
             self.entries[key] = {"state": "sending", "claimed_at": now_micros}
             return Claim(key, ClaimOutcome.SEND)
-        if entry["state"] == "sent":
-            return Claim(key, ClaimOutcome.ALREADY_SENT)
+        if entry["state"] in ("sent", "uncertain"):
+            return Claim(key, ClaimOutcome.ALREADY_SENT, found_state=entry["state"])
         if now_micros - entry["claimed_at"] < self.lease_micros:
             raise TransientError("in flight")
         entry["claimed_at"] = now_micros
@@ -70,13 +71,18 @@ class FakeLedger:
             raise TransientError("Firestore unavailable")
         self.entries[claim.key]["state"] = "sent"
 
+    def mark_uncertain(self, claim: Claim, now_micros: int) -> None:
+        if self.fail_mark:
+            raise TransientError("Firestore unavailable")
+        self.entries[claim.key]["state"] = "uncertain"
+
     def release(self, claim: Claim) -> None:
         self.released.append(claim.key)
         del self.entries[claim.key]
 
 
 class World:
-    def __init__(self, validate_first: bool = False) -> None:
+    def __init__(self, validate_first: bool = False, unknown_outcome: str = "assume_sent") -> None:
         self.ga4 = FakeGa4()
         self.ledger = FakeLedger()
         self.publisher = FakePublisher()
@@ -88,6 +94,7 @@ class World:
             publisher=self.publisher,
             dead_letter_topic=TOPIC,
             validate_first=validate_first,
+            unknown_outcome=unknown_outcome,
             clock=lambda: self.now,
             sleep=lambda _: None,
         )
@@ -159,6 +166,71 @@ def test_a_transient_send_failure_releases_the_claim_and_raises(world: World) ->
     assert world.ledger.entries == {}
     assert world.deliver(enriched()).status == "forwarded"
     assert len(world.ga4.sent) == 1
+
+
+def late_answer() -> Ga4OutcomeUnknown:
+    return Ga4OutcomeUnknown("no answer from GA4 on /mp/collect; it may have taken the request")
+
+
+def test_an_unknown_outcome_is_marked_uncertain_and_acknowledged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Assume sent: ledger uncertain, claim kept (not released), no raise, one WARNING."""
+    caplog.set_level(logging.INFO, logger="ga4_stitch")
+    world.ga4.failures.append(late_answer())
+    outcome = world.deliver(enriched("e-late"))
+    assert outcome.status == "uncertain"
+    assert [entry["state"] for entry in world.ledger.entries.values()] == ["uncertain"]
+    assert world.ledger.released == []
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "ga4_outcome_unknown"]
+    assert record.levelno == logging.WARNING
+    assert record.event_id == "e-late"  # type: ignore[attr-defined]
+
+
+def test_a_redelivery_of_an_uncertain_event_sends_nothing(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Uncertain counts as sent: every later delivery, any message id, is a duplicate."""
+    caplog.set_level(logging.INFO, logger="ga4_stitch")
+    world.ga4.failures.append(late_answer())
+    world.deliver(enriched(), "m-1")
+    world.now += 3_600_000_000
+    assert world.deliver(enriched(), "m-1").status == "duplicate"
+    assert world.deliver(enriched(), "m-2").status == "duplicate"
+    assert world.ga4.sent == []
+    states = [getattr(r, "ledger_state", None) for r in caplog.records]
+    assert states.count("uncertain") == 2
+
+
+def test_an_unknown_outcome_that_cannot_be_recorded_is_still_acknowledged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raising would invite the redelivery that could duplicate it: logged instead."""
+    world.ledger.fail_mark = True
+    world.ga4.failures.append(late_answer())
+    assert world.deliver(enriched()).status == "uncertain"
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert "ledger_mark_failed" in events
+    assert "ga4_outcome_unknown" in events
+    assert world.ledger.released == []
+
+
+def test_the_resend_policy_releases_the_claim_and_lets_pubsub_redeliver() -> None:
+    """unknown_outcome=resend: the old trade (a duplicate if GA4 had taken it), but only
+    one request per delivery."""
+    world = World(unknown_outcome="resend")
+    world.ga4.failures.append(late_answer())
+    with pytest.raises(Ga4OutcomeUnknown):
+        world.deliver(enriched())
+    assert world.ledger.entries == {}
+    assert world.deliver(enriched()).status == "forwarded"
+    assert len(world.ga4.sent) == 1
+
+
+def test_an_unknown_policy_is_refused_at_start_up() -> None:
+    """A typo must not silently pick a policy."""
+    with pytest.raises(SettingsError, match="assume_sent, resend"):
+        World(unknown_outcome="retry")
 
 
 def test_a_delivery_in_flight_makes_another_one_retry_later(world: World) -> None:

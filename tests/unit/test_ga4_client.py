@@ -1,19 +1,47 @@
-"""The GA4 HTTP client against the real local GA4 endpoint, and the endpoint itself."""
+"""The GA4 HTTP client against the real local GA4 endpoint, and the endpoint itself.
+
+No test patches requests: faults are real (a slow endpoint, a closed port, a server that
+resets or hangs up after reading the request) or raised by a transport adapter mounted on
+the session, exactly where requests itself would raise them.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import socket
+import ssl
+import struct
+import threading
+import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from ga4_stitch.emulators import free_port
 from ga4_stitch.ga4_endpoint import LocalGa4
-from shared.adapters.ga4_http import Ga4Client, retry_after_seconds
+from shared.adapters.ga4_http import (
+    Ga4Client,
+    Ga4OutcomeUnknown,
+    Ga4UnavailableError,
+    never_reached_the_server,
+    retry_after_seconds,
+)
 from shared.domain.validation import encode_body
 from shared.errors import PermanentError, TransientError
 
@@ -38,6 +66,21 @@ def client_for(url: str, sleeps: list[float], **options: Any) -> Ga4Client:
     return Ga4Client(endpoint=url, api_secret=SECRET, sleep=sleeps.append, **defaults)
 
 
+def highest(low: float, high: float) -> float:
+    """A jitter source that always draws the ceiling, so waits are deterministic."""
+    return high
+
+
+def settled_requests(ga4: LocalGa4, expected: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The endpoint's records once ``expected`` have arrived (a late answer is recorded
+    when it is sent), plus a short grace period that would catch a stray retry."""
+    deadline = time.monotonic() + timeout
+    while len(ga4.requests()) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return ga4.requests()
+
+
 def test_a_2xx_is_sent_once_and_never_retried(ga4: LocalGa4, sleeps: list[float]) -> None:
     """One request, one record, no sleep."""
     client_for(ga4.url, sleeps).send("G-TEST", VALID)
@@ -58,20 +101,265 @@ def test_a_503_is_retried_then_succeeds(ga4: LocalGa4, sleeps: list[float]) -> N
     assert len(ga4.accepted()) == 1
 
 
-def test_a_429_waits_for_retry_after_capped(ga4: LocalGa4, sleeps: list[float]) -> None:
-    """Retry-After is honoured, but never beyond the cap."""
+def test_503_waits_grow_in_seconds_with_full_jitter(ga4: LocalGa4, sleeps: list[float]) -> None:
+    """Ceilings 1, 2, 4 s (doubling, capped at 8 s); each wait is drawn below its ceiling."""
+    ga4.fail_next(3, status=503)
+    client_for(ga4.url, sleeps, jitter=highest).send("G-TEST", VALID)
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert len(ga4.accepted()) == 1
+
+    drawn: list[float] = []
+    ga4.fail_next(3, status=503)
+    client_for(ga4.url, drawn, jitter=random.Random(7).uniform).send("G-TEST", VALID)
+    assert len(drawn) == 3
+    assert all(0.0 <= wait <= ceiling for wait, ceiling in zip(drawn, [1.0, 2.0, 4.0], strict=True))
+    assert drawn != [1.0, 2.0, 4.0]
+
+
+def test_the_time_budget_ends_the_retries_before_the_attempt_count(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """Budget 10 s: after waits of 1 + 2 + 4 s the next (8 s) would end past it, so the
+    fourth failure is raised at once although six attempts remain."""
+    ga4.fail_next(10, status=503)
+    with pytest.raises(Ga4UnavailableError, match="HTTP 503"):
+        client_for(ga4.url, sleeps, attempts=10, budget_seconds=10.0, jitter=highest).send(
+            "G-TEST", VALID
+        )
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert len(ga4.requests()) == 4
+
+
+def test_a_429_waits_as_long_as_retry_after_asks_within_the_budget(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """Retry-After replaces the jittered wait, uncapped, while it fits the budget."""
     ga4.fail_next(1, status=429, retry_after=1)
-    ga4.fail_next(1, status=429, retry_after=120)
-    client_for(ga4.url, sleeps, max_retry_after=5.0).send("G-TEST", VALID)
-    assert sleeps == [1.0, 5.0]
+    ga4.fail_next(1, status=429, retry_after=12)
+    client_for(ga4.url, sleeps, budget_seconds=20.0).send("G-TEST", VALID)
+    assert sleeps == [1.0, 12.0]
     assert [r["status"] for r in ga4.requests()] == [429, 429, 204]
 
 
-def test_a_timeout_is_retried(ga4: LocalGa4, sleeps: list[float]) -> None:
-    """A read timeout is a network error: the request is sent again."""
-    ga4.delay_next(1, seconds=1.0)
-    client_for(ga4.url, sleeps, timeout_seconds=0.3).send("G-TEST", VALID)
+def test_a_retry_after_beyond_the_budget_gives_up_at_once(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """No sleeping past the deadline: one request, no wait, a TransientError naming the
+    wait, so Pub/Sub's own backoff takes over."""
+    ga4.fail_next(1, status=429, retry_after=30)
+    with pytest.raises(Ga4UnavailableError, match=r"HTTP 429.*Retry-After 30 s"):
+        client_for(ga4.url, sleeps, budget_seconds=20.0).send("G-TEST", VALID)
+    assert sleeps == []
+    assert len(ga4.requests()) == 1
+
+
+def test_a_retry_after_that_no_longer_fits_the_remaining_budget_gives_up(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """8 s fits a 15 s budget once; the second 8 s would end at 16 s, so it is not slept."""
+    ga4.fail_next(2, status=503, retry_after=8)
+    with pytest.raises(Ga4UnavailableError):
+        client_for(ga4.url, sleeps, budget_seconds=15.0).send("G-TEST", VALID)
+    assert sleeps == [8.0]
+    assert len(ga4.requests()) == 2
+
+
+def test_a_read_timeout_sends_exactly_one_request_and_reports_an_unknown_outcome(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """GA4 took the request but answered late: never sent again by this delivery."""
+    ga4.delay_next(1, seconds=0.8)
+    with pytest.raises(Ga4OutcomeUnknown, match="may have taken") as caught:
+        client_for(ga4.url, sleeps, timeout_seconds=0.3).send("G-TEST", VALID, event_id="e-1")
+    assert isinstance(caught.value, TransientError)
+    assert not isinstance(caught.value, Ga4UnavailableError)
+    assert SECRET not in str(caught.value)
+    assert sleeps == []
+    (record,) = settled_requests(ga4, 1)
+    assert (record["event_id"], record["status"]) == ("e-1", 204)
+
+
+def test_a_read_timeout_on_the_debug_endpoint_is_retried(
+    ga4: LocalGa4, sleeps: list[float]
+) -> None:
+    """/debug/mp/collect ingests nothing, so a lost answer there is simply asked again."""
+    ga4.delay_next(1, seconds=0.8)
+    assert client_for(ga4.url, sleeps, timeout_seconds=0.3).validate_remote("G-TEST", VALID) == []
     assert len(sleeps) == 1
+
+
+class HangUpServer:
+    """Reads one whole HTTP request per connection, then resets the connection (RST) or
+    closes it without answering: the request reached the server, the answer never came."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.received = 0
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def __enter__(self) -> HangUpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._socket.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                self._read_request(connection)
+                self.received += 1
+                if self.mode == "reset":
+                    linger = struct.pack("ii", 1, 0)
+                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+
+    @staticmethod
+    def _read_request(connection: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += connection.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            body += connection.recv(65536)
+
+
+@pytest.mark.parametrize("mode", ["reset", "close"])
+def test_a_connection_lost_after_the_request_was_sent_is_not_retried(
+    sleeps: list[float], mode: str
+) -> None:
+    """A reset or a hang-up after the body was written: outcome unknown, one request."""
+    with HangUpServer(mode) as server:
+        with pytest.raises(Ga4OutcomeUnknown):
+            client_for(server.url, sleeps).send("G-TEST", VALID)
+        time.sleep(0.2)
+        assert server.received == 1
+    assert sleeps == []
+
+
+def test_a_refused_connection_is_retried_until_the_bounds(sleeps: list[float]) -> None:
+    """Nothing listens: the request never left, so every attempt is made, then a
+    TransientError GA4 certainly did not take."""
+    with pytest.raises(Ga4UnavailableError, match="unreachable"):
+        client_for(f"http://127.0.0.1:{free_port()}", sleeps, attempts=3).send("G-TEST", VALID)
+    assert len(sleeps) == 2
+
+
+class FailFirst(HTTPAdapter):
+    """A transport adapter that raises the given errors on the first sends, as requests'
+    own adapter would, then sends for real."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        super().__init__(max_retries=0)
+        self.errors = errors
+        self.calls = 0
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return super().send(request, *args, **kwargs)
+
+
+def connect_timeout() -> Exception:
+    reason = ConnectTimeoutError(None, "connect timed out")
+    return requests.exceptions.ConnectTimeout(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+
+
+def refused() -> Exception:
+    reason = NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+
+
+def name_not_resolved() -> Exception:
+    reason = NameResolutionError("www.google-analytics.com", None, socket.gaierror(-2, "no"))  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+
+
+def certificate_refused() -> Exception:
+    reason = Urllib3SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    return requests.exceptions.SSLError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+
+
+def read_timeout() -> Exception:
+    return requests.exceptions.ReadTimeout(ReadTimeoutError(None, "/mp/collect", "read timed out"))  # type: ignore[arg-type]
+
+
+def reset_after_sending() -> Exception:
+    cause = ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
+    return requests.exceptions.ConnectionError(cause)
+
+
+def tls_broken_mid_answer() -> Exception:
+    reason = Urllib3SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    return requests.exceptions.SSLError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "never_sent"),
+    [
+        (connect_timeout, True),
+        (refused, True),
+        (name_not_resolved, True),
+        (certificate_refused, True),
+        (lambda: requests.exceptions.InvalidURL("bad"), True),
+        (read_timeout, False),
+        (reset_after_sending, False),
+        (tls_broken_mid_answer, False),
+        (lambda: requests.exceptions.ChunkedEncodingError("cut"), False),
+    ],
+)
+def test_only_a_connection_never_made_counts_as_never_sent(error: Any, never_sent: bool) -> None:
+    """The classification, on errors shaped exactly as requests raises them."""
+    assert never_reached_the_server(error()) is never_sent
+
+
+@pytest.mark.parametrize("error", [connect_timeout, refused, name_not_resolved])
+def test_a_connection_never_made_is_retried_and_lands_once(
+    ga4: LocalGa4, sleeps: list[float], error: Any
+) -> None:
+    """Connect timeout, refused, DNS failure: retried with backoff, GA4 gets it once."""
+    session = requests.Session()
+    adapter = FailFirst([error(), error()])
+    session.mount(ga4.url, adapter)
+    client = Ga4Client(
+        endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, jitter=highest, session=session
+    )
+    client.send("G-TEST", VALID, event_id="e-1")
+    assert adapter.calls == 3
+    assert sleeps == [1.0, 2.0]
+    assert [r["event_id"] for r in ga4.accepted()] == ["e-1"]
+
+
+@pytest.mark.parametrize("error", [read_timeout, reset_after_sending, tls_broken_mid_answer])
+def test_an_error_after_the_request_may_have_left_is_never_retried(
+    ga4: LocalGa4, sleeps: list[float], error: Any
+) -> None:
+    """One attempt, Ga4OutcomeUnknown, no wait."""
+    session = requests.Session()
+    adapter = FailFirst([error()])
+    session.mount(ga4.url, adapter)
+    client = Ga4Client(endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, session=session)
+    with pytest.raises(Ga4OutcomeUnknown):
+        client.send("G-TEST", VALID)
+    assert (adapter.calls, sleeps) == (1, [])
 
 
 def test_5xx_forever_raises_transient_after_the_attempt_budget(
@@ -168,13 +456,24 @@ def test_validate_remote_returns_ga4s_validation_messages(
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("2", 2.0), ("0.5", 0.5), ("600", 5.0), ("Wed, 21 Oct", None)],
+    [
+        (None, None),
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("600", 600.0),
+        ("-3", 0.0),
+        ("nan", None),
+        ("Wed, 21 Oct", None),
+        (formatdate(1_000_045, usegmt=True), 45.0),
+        (formatdate(999_000, usegmt=True), 0.0),
+    ],
 )
-def test_retry_after_is_read_in_seconds_and_capped(
+def test_retry_after_is_read_in_seconds_or_as_a_date_uncapped(
     header: str | None, expected: float | None
 ) -> None:
-    """HTTP-date Retry-After falls back to exponential backoff."""
-    assert retry_after_seconds(header, 5.0) == expected
+    """Seconds or an HTTP date; never negative; unreadable values fall back to backoff.
+    No cap here: the retry policy compares the wait with the remaining budget."""
+    assert retry_after_seconds(header, now=1_000_000.0) == expected
 
 
 # The local endpoint itself
