@@ -48,7 +48,9 @@ from ga4_stitch.pipeline import LocalPipeline, PipelineInfo, client_environment
 MAX_ATTRIBUTE_BYTES = 1024
 ORDERING_KEYS = ("received", "canonical")
 RESOLVE_FINAL = frozenset({"resolved", "duplicate_skipped", "dead_lettered", "bot_dropped"})
-FORWARD_FINAL = frozenset({"forwarded", "duplicate_suppressed", "dead_lettered", "ga4_outcome_unknown"})
+FORWARD_FINAL = frozenset(
+    {"forwarded", "duplicate_suppressed", "dead_lettered", "ga4_outcome_unknown"}
+)
 PUBLISHES_ENRICHED = frozenset({"resolved", "duplicate_skipped"})
 
 
