@@ -60,7 +60,12 @@ PER_EVENT: Final[tuple[tuple[str, str], ...]] = (
 )
 """(dimension, truth field) compared event by event; ``a.b`` reads ``b`` inside ``a``."""
 ENGAGEMENT: Final = "engagement per session"
-DIMENSIONS: Final = (*(name for name, _ in PER_EVENT), ENGAGEMENT)
+ON_TIME_SOURCE: Final = "source, landing on time"
+"""Session source over sessions whose landing was not delivered late: an online resolver
+decides a session's source when the session opens and never changes it (one session, one
+source), so a landing delivered after the session's next page cannot be reproduced; this
+row is the share the resolver controls, as ``session id exact ceiling`` is for ids."""
+DIMENSIONS: Final = (*(name for name, _ in PER_EVENT), ON_TIME_SOURCE, ENGAGEMENT)
 
 
 # --------------------------------------------------------------------------- one request
@@ -328,17 +333,23 @@ def parity(truth: Mapping[str, Mapping[str, Any]], sent: Iterable[Mapping[str, A
     pairs = [
         (reports[event_id], record) for event_id, record in valid.items() if event_id in reports
     ]
-    rows = []
-    for dimension, path in PER_EVENT:
-        matched = compared = 0
-        for report, record in pairs:
-            present, expected = _truth_value(record, path)
-            if present:
-                compared += 1
-                matched += _same(dimension, expected, _report_value(report, path))
-        rows.append(DimensionParity(dimension, matched, compared))
+    rows = [_compared(dimension, path, pairs) for dimension, path in PER_EVENT]
+    on_time = [(report, record) for report, record in pairs if record.get("session_id_reachable")]
+    rows.append(_compared(ON_TIME_SOURCE, "session_source.source", on_time))
     rows.append(_engagement(valid, reports))
     return Parity(tuple(rows))
+
+
+def _compared(
+    dimension: str, path: str, pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]
+) -> DimensionParity:
+    matched = compared = 0
+    for report, record in pairs:
+        present, expected = _truth_value(record, path)
+        if present:
+            compared += 1
+            matched += _same(dimension, expected, _report_value(report, path))
+    return DimensionParity(dimension, matched, compared)
 
 
 def _engagement(

@@ -407,9 +407,28 @@ def test_score_command_prints_the_parity_table(tmp_path, stream: Simulation, cap
 
 def test_parity_dimensions_are_listed_once_in_order() -> None:
     """The table's rows are the documented dimensions, each once."""
-    assert len(set(DIMENSIONS)) == len(DIMENSIONS) == 11
+    assert len(set(DIMENSIONS)) == len(DIMENSIONS) == 12
     assert list(itertools.islice(DIMENSIONS, 0, 3)) == [
         "device category",
         "browser",
         "operating system",
     ]
+
+
+def test_on_time_source_leaves_out_sessions_whose_landing_came_late() -> None:
+    """A late landing's session is counted in the source row, not in the on-time row."""
+    on_time = {"valid": True, "session_id_reachable": True, "session_key": "a"}
+    late = {"valid": True, "session_id_reachable": False, "session_key": "b"}
+    truth = {
+        "e1": {**on_time, "event_id": "e1", "session_source": {"source": "news"}},
+        "e2": {**late, "event_id": "e2", "session_source": {"source": "news"}},
+    }
+    with_source = body(events=[campaign("news", T0), {"name": "page_view"}])
+    sent = [
+        {"event_id": "e1", "request": with_source},
+        {"event_id": "e2", "request": {**body(), "client_id": "9.9"}},
+    ]
+    rows = parity(truth, sent).by_name()
+    assert (rows["session source"].matched, rows["session source"].compared) == (1, 2)
+    on_time_row = rows["source, landing on time"]
+    assert (on_time_row.matched, on_time_row.compared) == (1, 1)
