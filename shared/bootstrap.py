@@ -10,7 +10,7 @@ see a secret it does not need.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.crossdomain.claims import LinkRules
 from shared.domain.measurement import PayloadRules
@@ -21,11 +21,17 @@ from shared.services.inline import InlineRuntime
 from shared.services.resolve import ResolveConfig, ResolveRuntime
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from shared.adapters.firestore.admin import FirestoreStateAdmin
+    from shared.adapters.firestore.links import FirestoreLinkStore
+    from shared.adapters.firestore.state_store import FirestoreStateStore
+
 __all__ = [
     "firestore_client",
     "forward_runtime",
     "inline_runtime",
     "link_rules",
+    "link_store",
     "own_domains",
     "payload_rules",
     "privacy_rules",
@@ -108,7 +114,7 @@ def payload_rules(settings: Settings) -> PayloadRules:
     )
 
 
-def state_store(settings: Settings, client: Any) -> Any:
+def state_store(settings: Settings, client: Any) -> FirestoreStateStore:
     from shared.adapters.firestore.state_store import FirestoreStateStore
 
     return FirestoreStateStore(
@@ -119,7 +125,7 @@ def state_store(settings: Settings, client: Any) -> Any:
     )
 
 
-def state_admin(settings: Settings, client: Any | None = None) -> Any:
+def state_admin(settings: Settings, client: Any | None = None) -> FirestoreStateAdmin:
     from shared.adapters.firestore.admin import FirestoreStateAdmin
 
     return FirestoreStateAdmin(
@@ -130,7 +136,7 @@ def state_admin(settings: Settings, client: Any | None = None) -> Any:
     )
 
 
-def link_store(settings: Settings, client: Any) -> Any:
+def link_store(settings: Settings, client: Any) -> FirestoreLinkStore:
     from shared.adapters.firestore.links import FirestoreLinkStore
 
     return FirestoreLinkStore(

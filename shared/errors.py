@@ -17,6 +17,15 @@ field, a metric label and the dead-letter attribute) and a human ``detail``.
 
 from __future__ import annotations
 
+__all__ = [
+    "ConcurrentUpdate",
+    "InvalidEvent",
+    "PermanentError",
+    "SettingsError",
+    "StitchError",
+    "TransientError",
+]
+
 
 class StitchError(Exception):
     """Base of every error ga4-stitch raises on purpose."""

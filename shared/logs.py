@@ -14,6 +14,12 @@ import logging
 import sys
 from typing import Any
 
+__all__ = [
+    "configure",
+    "get_logger",
+]
+
+
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 

@@ -19,6 +19,16 @@ from shared.domain.identity import DEFAULT_BLOCKED_USER_IDS, IdentityRules
 from shared.domain.sessions import SessionRules
 from shared.errors import SettingsError
 
+__all__ = [
+    "REQUIRED_VARIABLES",
+    "TOPIC_DEFAULTS",
+    "Ga4Settings",
+    "PrivacySettings",
+    "Settings",
+    "Topics",
+]
+
+
 TOPIC_DEFAULTS = {
     "RAW_EVENTS_TOPIC": "ga4-stitch-raw-events",
     "ENRICHED_TOPIC": "ga4-stitch-enriched-events",

@@ -367,7 +367,7 @@ variable "state_ttl_days" {
 }
 
 variable "firestore_unindexed_fields" {
-  description = "Collection (before collection_prefix) -> fields exempted from single-field indexing: large blobs, maps and arrays of maps that are read with their document and never queried (see shared/domain/state.py, to_document)."
+  description = "Collection (before collection_prefix) -> fields exempted from single-field indexing: large blobs, maps and arrays of maps that are read with their document and never queried (see shared/adapters/firestore/codec.py, encode)."
   type        = map(list(string))
   default = {
     clients           = ["state"]

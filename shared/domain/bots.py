@@ -24,6 +24,14 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+__all__ = [
+    "BOT_PATTERNS",
+    "BotVerdict",
+    "classify_user_agent",
+    "decide_bot_action",
+]
+
+
 BotCategory = Literal[
     "search", "seo", "ai", "preview", "monitoring", "automation", "library", "generic"
 ]

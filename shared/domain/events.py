@@ -30,6 +30,17 @@ from urllib.parse import parse_qs, urlsplit
 from shared.domain.consent import ConsentSignals, decode_gcd, decode_gcs, merge
 from shared.errors import InvalidEvent
 
+__all__ = [
+    "REASONS",
+    "Consent",
+    "RawEvent",
+    "decode_raw_event",
+    "normalize_client_id",
+    "parse_consent",
+    "to_micros",
+]
+
+
 REASONS = frozenset(
     {
         "not_json",

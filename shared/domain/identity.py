@@ -24,6 +24,17 @@ import bisect
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = [
+    "DEFAULT_BLOCKED_USER_IDS",
+    "Identity",
+    "IdentityDecision",
+    "IdentityMark",
+    "IdentityRules",
+    "IdentitySource",
+    "resolve_identity",
+]
+
+
 IdentitySource = Literal["incoming", "stitched", "anonymous"]
 
 LINKED_USERS_KEPT = 20

@@ -43,6 +43,15 @@ from shared.domain.traffic import TrafficSource
 from shared.domain.user_fields import mp_user_properties, normalized_user_data
 from shared.errors import InvalidEvent
 
+__all__ = [
+    "MeasurementRequest",
+    "PayloadRules",
+    "build_request",
+    "engagement_time",
+    "route_stream",
+]
+
+
 SYSTEM_FIELDS = frozenset(
     {
         "client_id",

@@ -19,6 +19,14 @@ from typing import Any
 
 from shared.errors import InvalidEvent, PermanentError
 
+__all__ = [
+    "OutgoingMessage",
+    "PubSubMessage",
+    "dead_letter_message",
+    "json_bytes",
+    "message_from_cloud_event",
+]
+
 
 @dataclass(frozen=True)
 class PubSubMessage:

@@ -39,6 +39,19 @@ from shared.domain.events import RawEvent
 from shared.domain.user_fields import normalized_user_data
 from shared.errors import SettingsError
 
+__all__ = [
+    "PrivacyRules",
+    "apply_ip_policy",
+    "apply_user_id_policy",
+    "looks_like_pii",
+    "normalize_pii",
+    "protect",
+    "pseudonymize",
+    "scrub_parameters",
+    "truncate_ip",
+]
+
+
 PSEUDONYM_PREFIX: Final = "h_"
 MIN_SECRET_BYTES: Final = 16
 USER_DATA_FIELD: Final = "user_data"

@@ -23,6 +23,14 @@ from shared.domain.state import ClientState, ProcessedEvent, Resolved
 from shared.domain.traffic import classify_landing
 from shared.errors import InvalidEvent
 
+__all__ = [
+    "Resolution",
+    "Rules",
+    "enrich",
+    "resolve_cookieless",
+    "resolve_event",
+]
+
 
 @dataclass(frozen=True)
 class Rules:

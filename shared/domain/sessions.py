@@ -24,6 +24,15 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+__all__ = [
+    "SessionAssignment",
+    "SessionEvent",
+    "SessionRules",
+    "SessionWindow",
+    "StreamSessions",
+    "assign_session",
+]
+
 
 @dataclass(frozen=True)
 class SessionRules:

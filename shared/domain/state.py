@@ -17,6 +17,14 @@ from typing import Any
 from shared.domain.identity import Identity, IdentitySource
 from shared.domain.sessions import StreamSessions
 
+__all__ = [
+    "RESOLVED_FIELDS",
+    "ClientState",
+    "ProcessedEvent",
+    "Resolved",
+    "expires_at",
+]
+
 
 @dataclass(frozen=True)
 class Resolved:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
+__all__ = [
+    "remove_query_parameters",
+    "url_parameter",
+]
+
 
 def url_parameter(url: str | None, name: str) -> str | None:
     """The first non-blank value of ``name`` in ``url``'s query, else in its fragment."""

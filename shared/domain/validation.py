@@ -29,6 +29,17 @@ from typing import Any
 
 from shared.domain.privacy import looks_like_pii
 
+__all__ = [
+    "MAX_BACKDATE_MICROS",
+    "Code",
+    "Message",
+    "Validation",
+    "encode_body",
+    "parse_body",
+    "validate",
+]
+
+
 BODY_LIMIT_BYTES = 130_000
 MAX_EVENTS = 25
 MAX_PARAMS = 25

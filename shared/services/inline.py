@@ -37,6 +37,14 @@ from shared.logs import get_logger
 from shared.ports import Publisher
 from shared.services.resolve import ResolveRuntime
 
+__all__ = [
+    "KEY_HEADER",
+    "InlineRuntime",
+    "Request",
+    "decode_request",
+    "derived_event_id",
+]
+
 
 class Headers(Protocol):
     def get(self, key: str) -> str | None: ...

@@ -18,6 +18,7 @@ from google.cloud import firestore, pubsub_v1
 from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.adapters.firestore.ledger import ClaimOutcome, FirestoreForwardLedger
 from shared.errors import TransientError
+from tests.cloudevents import pubsub_cloud_event
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.integration
@@ -91,23 +92,14 @@ def new_instance() -> Any:
 
 def deliver(app: Any, payload: dict[str, Any] | bytes, message_id: str) -> int:
     """POST one structured-mode Pub/Sub CloudEvent; the HTTP status Pub/Sub would see."""
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    event = {
-        "specversion": "1.0",
-        "id": message_id,
-        "source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/ga4-stitch-enriched-events",
-        "type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "datacontenttype": "application/json",
-        "data": {
-            "message": {
-                "data": base64.b64encode(raw).decode(),
-                "messageId": message_id,
-                "publishTime": "2025-11-22T08:29:14.000Z",
-                "attributes": {"client_id": "1768696203.1712345678", "event_name": "page_view"},
-            },
-            "subscription": f"projects/{PROJECT}/subscriptions/forward-push",
-        },
-    }
+    event = pubsub_cloud_event(
+        payload,
+        message_id,
+        topic="ga4-stitch-enriched-events",
+        subscription="forward-push",
+        publish_time="2025-11-22T08:29:14.000Z",
+        attributes={"client_id": "1768696203.1712345678", "event_name": "page_view"},
+    )
     response = app.post("/", json=event, headers={"Content-Type": "application/cloudevents+json"})
     return int(response.status_code)
 

@@ -13,6 +13,7 @@ import functions_framework
 import pytest
 from google.cloud import firestore
 
+from tests.cloudevents import pubsub_cloud_event
 from tests.conftest import PROJECT
 from tests.integration.pubsub_helpers import pull_all
 
@@ -30,25 +31,15 @@ def make_app() -> Any:
 def cloud_event(
     data: dict[str, Any] | bytes, message_id: str, publish_micros: int
 ) -> dict[str, Any]:
-    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
     seconds, micros = divmod(publish_micros, 1_000_000)
     publish_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
-    return {
-        "specversion": "1.0",
-        "id": message_id,
-        "source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/ga4-stitch-raw-events",
-        "type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "datacontenttype": "application/json",
-        "data": {
-            "message": {
-                "data": base64.b64encode(raw).decode(),
-                "messageId": message_id,
-                "publishTime": publish_time,
-                "attributes": {},
-            },
-            "subscription": f"projects/{PROJECT}/subscriptions/raw-push",
-        },
-    }
+    return pubsub_cloud_event(
+        data,
+        message_id,
+        topic="ga4-stitch-raw-events",
+        subscription="raw-push",
+        publish_time=publish_time,
+    )
 
 
 def deliver(app: Any, data: dict[str, Any] | bytes, message_id: str) -> int:

@@ -7,15 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from flask import Request
-from werkzeug.datastructures import Headers
-from werkzeug.test import EnvironBuilder
 
 from shared.bootstrap import link_rules, resolve_config
 from shared.domain.crossdomain.tokens import check_link_token
 from shared.services.inline import KEY_HEADER, InlineRuntime, decode_request, derived_event_id
 from shared.services.resolve import ResolveRuntime
 from shared.settings import PrivacySettings, Settings
+from tests.cloudevents import http_request as request
 from tests.fakes import FakeLinkEvidence, FakePublisher, FakeStateStore
 
 NOW = 1_763_800_154_000_000
@@ -56,13 +54,6 @@ class World:
     def mint(self, body: Any, **options: Any) -> tuple[dict[str, Any], int]:
         answer, status, _ = self.runtime.handle_mint(request(body, **options))
         return answer, status
-
-
-def request(body: Any, method: str = "POST", headers: dict[str, str] | None = None) -> Request:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    sent = Headers({"Content-Type": "application/json", **(headers or {})})
-    builder = EnvironBuilder(method=method, data=data, headers=sent)
-    return Request(builder.get_environ())
 
 
 def at(minute: float) -> int:

@@ -19,8 +19,8 @@ from shared.domain.validation import validate
 from shared.services.inline import InlineRuntime
 from shared.services.resolve import ResolveRuntime
 from shared.settings import Ga4Settings, PrivacySettings, Settings
+from tests.cloudevents import http_request
 from tests.fakes import FakePublisher, FakeStateStore
-from tests.unit.test_inline_service import request
 
 NOW = 1_763_800_154_000_000
 SETTINGS = Settings(
@@ -67,7 +67,7 @@ def _inline_user(user_id: str) -> str | None:
     )
     inline = InlineRuntime(link_rules(SETTINGS), resolver, publisher, clock=lambda: NOW)
     body = {"client_id": "1.2", "user_id": user_id, "event_timestamp": NOW // 1000}
-    answer, status, _ = inline.handle_resolve(request(body))
+    answer, status, _ = inline.handle_resolve(http_request(body))
     assert status == 200
     return answer["resolved_user_id"]
 

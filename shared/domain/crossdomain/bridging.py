@@ -28,6 +28,16 @@ from urllib.parse import urlsplit
 
 from shared.errors import SettingsError
 
+__all__ = [
+    "BridgeCandidate",
+    "BridgeMatch",
+    "domain_of",
+    "fingerprint",
+    "match_bridge",
+    "observe_candidate",
+]
+
+
 DEFAULT_WINDOW_MICROS: Final = 60_000_000
 MIN_SALT_BYTES: Final = 16
 HASH_CHARS: Final = 32

@@ -48,6 +48,20 @@ from urllib.parse import unquote
 
 from shared.domain.urls import url_parameter
 
+__all__ = [
+    "CLIENT_ID_KEY",
+    "TIMEZONE_OFFSETS",
+    "build_linker_param",
+    "check_linker_param",
+    "encode_linker",
+    "extract_linker_param",
+    "language_spellings",
+    "linker_checksum",
+    "normalize_linker_client_id",
+    "parse_linker_param",
+]
+
+
 LINKER_PARAMETER: Final = "_gl"
 LINKER_VERSION: Final = "1"
 CLIENT_ID_KEY: Final = "_ga"

@@ -39,6 +39,16 @@ from typing import Final, Literal
 from shared.domain.urls import url_parameter
 from shared.errors import SettingsError
 
+__all__ = [
+    "LINK_TOKEN_FIELD",
+    "REPLAYED",
+    "check_link_token",
+    "extract_link_token",
+    "mint_link_token",
+    "new_nonce",
+]
+
+
 VERSION: Final = "1"
 MIN_SECRET_BYTES: Final = 16
 TAG_BYTES: Final = 16
