@@ -103,6 +103,12 @@ resource "google_pubsub_subscription" "push" {
       condition     = local.pipeline_functions[each.key].scaling.timeout_seconds <= var.ack_deadline_seconds
       error_message = "The ${each.key} function's timeout_seconds must not exceed ack_deadline_seconds, or Pub/Sub redelivers messages the function is still handling."
     }
+    precondition {
+      # The longest send: the retry budget, then one attempt (connect and read timeouts),
+      # then the ledger mark; past the function's timeout a sent event would be redelivered.
+      condition     = each.key != "forward" || var.ga4_retry_budget_seconds + 2 * var.ga4_timeout_seconds + 10 <= local.pipeline_functions[each.key].scaling.timeout_seconds
+      error_message = "forward_function.timeout_seconds must be at least ga4_retry_budget_seconds + 2 * ga4_timeout_seconds + 10, or a send that GA4 took could be redelivered and sent twice."
+    }
   }
 }
 
