@@ -165,8 +165,8 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
     The lease (how long a ``sending`` claim is respected) is twice the longest send, so a
     live delivery is never taken over. That longest send (budget + one attempt, 28.05 s by
     default) must stay below the function's timeout and the ack deadline (60 s each by
-    default). A request GA4 may have taken without answering is assumed sent
-    (``ForwardRuntime``'s default ``unknown_outcome``).
+    default). A request GA4 may have taken without answering follows
+    ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
     """
     from shared.adapters.firestore.ledger import FirestoreForwardLedger
     from shared.adapters.ga4_http import Ga4Client
@@ -193,6 +193,7 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
         dead_letter_topic=settings.topics.forward_dead_letter,
         validate_first=ga4.validate_first,
         clock=system_clock_micros,
+        unknown_outcome=ga4.unknown_outcome,
     )
 
 

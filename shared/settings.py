@@ -137,6 +137,9 @@ class Ga4Settings:
     api_secret: str | None = field(default=None, repr=False)
     endpoint: str = "https://www.google-analytics.com"
     validate_first: bool = False
+    unknown_outcome: str = "assume_sent"
+    """A request GA4 may have taken without answering (read timeout): ``assume_sent``
+    (acknowledge, never a duplicate) or ``resend`` (redeliver, never a loss)."""
     """Send every request to ``/debug/mp/collect`` first and dead-letter on messages."""
     timeout_seconds: float = 5.0
     """Read timeout of one request; the connect timeout is min(3.05, this)."""
@@ -250,6 +253,9 @@ class Settings:
                 api_secret=env.optional("GA4_API_SECRET"),
                 endpoint=env.text("GA4_ENDPOINT", "https://www.google-analytics.com").rstrip("/"),
                 validate_first=env.flag("GA4_VALIDATE_FIRST"),
+                unknown_outcome=env.choice(
+                    "GA4_UNKNOWN_OUTCOME", "assume_sent", frozenset({"assume_sent", "resend"})
+                ),
                 timeout_seconds=env.number("GA4_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
                 retry_attempts=env.integer("GA4_RETRY_ATTEMPTS", 4, 1, 10),
                 retry_budget_seconds=env.number("GA4_RETRY_BUDGET_SECONDS", 20.0, 0.1, 300.0),

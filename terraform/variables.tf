@@ -515,6 +515,17 @@ variable "ga4_validate_first" {
   default     = false
 }
 
+variable "ga4_unknown_outcome" {
+  description = "What a request GA4 may have taken without answering (a read timeout) becomes (GA4_UNKNOWN_OUTCOME): assume_sent acknowledges it, so GA4 never counts it twice but loses it if it never arrived; resend lets Pub/Sub redeliver it, so it is never lost but counted twice if it arrived."
+  type        = string
+  default     = "assume_sent"
+
+  validation {
+    condition     = contains(["assume_sent", "resend"], var.ga4_unknown_outcome)
+    error_message = "ga4_unknown_outcome must be assume_sent or resend."
+  }
+}
+
 variable "ga4_timeout_seconds" {
   description = "Timeout of one Measurement Protocol request (GA4_TIMEOUT_SECONDS)."
   type        = number
