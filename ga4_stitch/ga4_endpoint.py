@@ -10,8 +10,9 @@ Every request is recorded, in memory and as one NDJSON line
 ``{received_at_micros, path, measurement_id, event_id, body, validation_messages, status}``
 (``event_id``: the forwarder's ``X-Ga4-Stitch-Event-Id`` header, or null); the API secret
 is never recorded nor logged. A fault plan makes the next requests fail (any status,
-with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` in
-process, or ``POST /__admin/faults`` from another process. ``GET /__admin/requests`` returns
+with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` /
+``fail_for`` (an outage of some seconds) in process, or ``POST /__admin/faults`` from another
+process (``{"for_seconds": 60, "status": 503}`` for an outage). ``GET /__admin/requests`` returns
 the records. ``LocalGa4.reported`` reads the accepted ones as GA4's reports would show them
 (device, geo and campaign precedence of ``ga4_stitch.parity``).
 """
@@ -50,7 +51,8 @@ class Fault:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> tuple[Fault, int]:
-        """``{"times": n, "status": 503, "retry_after": 1, "delay_seconds": 0.5}``."""
+        """``{"times": n, "status": 503, "retry_after": 1, "delay_seconds": 0.5}``
+        (``for_seconds`` instead of ``times``: see ``_State.plan_for``)."""
         fault = cls(
             status=int(value["status"]) if value.get("status") is not None else None,
             delay_seconds=float(value.get("delay_seconds", 0.0)),
@@ -67,6 +69,7 @@ class _State:
     def __init__(self, record_path: Path | None) -> None:
         self.lock = threading.Lock()
         self.faults: collections.deque[Fault] = collections.deque()
+        self.outage: tuple[Fault, float] | None = None
         self.records: list[dict[str, Any]] = []
         self.record_path = record_path
         if record_path is not None:
@@ -77,8 +80,15 @@ class _State:
         with self.lock:
             self.faults.extend([fault] * times)
 
+    def plan_for(self, fault: Fault, seconds: float) -> None:
+        """Every request for the next ``seconds`` meets ``fault`` (an outage, not a count)."""
+        with self.lock:
+            self.outage = (fault, time.monotonic() + seconds)
+
     def next_fault(self) -> Fault | None:
         with self.lock:
+            if self.outage is not None and time.monotonic() < self.outage[1]:
+                return self.outage[0]
             return self.faults.popleft() if self.faults else None
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -125,11 +135,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _plan_faults(self, raw: bytes) -> None:
         try:
-            fault, times = Fault.from_json(json.loads(raw))
+            value = json.loads(raw)
+            fault, times = Fault.from_json(value)
+            seconds = float(value["for_seconds"]) if "for_seconds" in value else None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._answer(400, str(exc).encode())
             return
-        self.server.state.plan(fault, times)
+        if seconds is None:
+            self.server.state.plan(fault, times)
+        else:
+            self.server.state.plan_for(fault, seconds)
         self._answer(204, b"")
 
     def _collect(self, path: str, query: dict[str, list[str]], raw: bytes) -> None:
@@ -224,6 +239,10 @@ class LocalGa4:
 
     def delay_next(self, times: int, seconds: float) -> None:
         self._state.plan(Fault(delay_seconds=seconds), times)
+
+    def fail_for(self, seconds: float, status: int = 503, retry_after: float | None = None) -> None:
+        """An outage: every request for ``seconds`` answers ``status``."""
+        self._state.plan_for(Fault(status=status, retry_after=retry_after), seconds)
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request received so far, in arrival order of their records."""

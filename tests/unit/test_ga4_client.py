@@ -538,3 +538,14 @@ def test_unknown_paths_answer_404(ga4: LocalGa4) -> None:
     """Only the two GA4 paths and the admin paths exist."""
     assert post(f"{ga4.url}/collect")[0] == 404
     assert ga4.requests() == []
+
+
+def test_an_outage_fails_every_request_until_it_ends(ga4: LocalGa4, sleeps: list[float]) -> None:
+    """The local endpoint's timed outage answers 503 to all, then recovers by itself."""
+    ga4.fail_for(0.3, status=503)
+    with pytest.raises(Ga4UnavailableError):
+        client_for(ga4.url, sleeps, attempts=3).send("G-TEST", VALID)
+    assert [r["status"] for r in ga4.requests()] == [503, 503, 503]
+    time.sleep(0.35)
+    client_for(ga4.url, []).send("G-TEST", VALID)
+    assert len(ga4.accepted()) == 1
