@@ -9,6 +9,9 @@ Invariants:
   together do not come back together.
 - A wait the server asked for (``requested_wait``, e.g. HTTP ``Retry-After``) replaces the
   jittered one, uncapped: the server knows when it will take the request again.
+- Every retry is logged as one structured line (``event="retrying"``) with the attempt,
+  the wait, the error and the caller's fields (``event_id``), so an operator can tell which
+  event is being retried and why.
 - No attempt starts after the budget: before sleeping, the policy gives up (re-raising the
   last error at once) if the time already spent plus the coming wait reaches
   ``budget_seconds``. So one call lasts at most ``budget_seconds`` plus one attempt; the
@@ -19,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tenacity
 
 from shared.errors import TransientError
 
-__all__ = ["spent_seconds", "transient_retry"]
+__all__ = ["retry_log", "spent_seconds", "transient_retry"]
 
 
 def spent_seconds(state: tenacity.RetryCallState) -> float:
@@ -70,6 +73,32 @@ def _stop(attempts: int, budget_seconds: float) -> Callable[[tenacity.RetryCallS
     return stop
 
 
+def retry_log(
+    logger: logging.Logger, fields: Mapping[str, Any] | None = None
+) -> Callable[[tenacity.RetryCallState], None]:
+    """Before each sleep: one WARNING line saying what failed, which attempt, how long the
+    wait is, and the caller's ``fields``."""
+
+    def log(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep
+        logger.warning(
+            "retrying in %.2f s after attempt %d: %s",
+            wait,
+            state.attempt_number,
+            error,
+            extra={
+                "event": "retrying",
+                "attempt": state.attempt_number,
+                "wait_seconds": round(wait, 3),
+                "error": f"{type(error).__name__}: {error}"[:500] if error else None,
+                **(fields or {}),
+            },
+        )
+
+    return log
+
+
 def transient_retry(
     *,
     attempts: int,
@@ -81,6 +110,7 @@ def transient_retry(
     requested_wait: Callable[[BaseException], float | None] | None = None,
     sleep: Callable[[float], None] | None = None,
     uniform: Callable[[float, float], float] | None = None,
+    log_fields: Mapping[str, Any] | None = None,
 ) -> tenacity.Retrying:
     """A ``Retrying`` with exponential backoff, full jitter and a time budget.
 
@@ -96,7 +126,7 @@ def transient_retry(
         retry=tenacity.retry_if_exception_type(retry_on),
         stop=_stop(attempts, budget_seconds),
         wait=wait if requested_wait is None else _honouring(wait, requested_wait),
-        before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+        before_sleep=retry_log(logger, log_fields),
         reraise=True,
         **options,
     )

@@ -48,7 +48,7 @@ from requests.adapters import HTTPAdapter
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.logs import get_logger
 from shared.ports import Ga4OutcomeUnknown
-from shared.retry import transient_retry
+from shared.retry import retry_log, transient_retry
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -210,7 +210,8 @@ class Ga4Client:
 
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
         """One event to ``/mp/collect``; ``Ga4OutcomeUnknown`` if it may have been taken."""
-        self._retrying.copy()(self._post, COLLECT_PATH, measurement_id, body, event_id)
+        retrying = self._retrying.copy(before_sleep=retry_log(log, {"event_id": event_id}))
+        retrying(self._post, COLLECT_PATH, measurement_id, body, event_id)
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
         response = self._retrying.copy()(self._post, DEBUG_PATH, measurement_id, body)

@@ -184,7 +184,13 @@ class ResolveRuntime:
         )
 
     def _resolve_and_save(self, event: RawEvent) -> Resolution:
-        retrying = transient_retry(attempts=6, budget_seconds=30.0, logger=log, sleep=self._sleep)
+        retrying = transient_retry(
+            attempts=6,
+            budget_seconds=30.0,
+            logger=log,
+            sleep=self._sleep,
+            log_fields=_ids(event),
+        )
         for attempt in retrying:
             with attempt:
                 return self._resolve_once(event)

@@ -549,3 +549,17 @@ def test_an_outage_fails_every_request_until_it_ends(ga4: LocalGa4, sleeps: list
     time.sleep(0.35)
     client_for(ga4.url, []).send("G-TEST", VALID)
     assert len(ga4.accepted()) == 1
+
+
+def test_a_retry_is_logged_with_the_event_it_retries(
+    ga4: LocalGa4, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One structured WARNING per retry, naming the event, the attempt and the wait."""
+    caplog.set_level(logging.WARNING)
+    ga4.fail_next(1, status=503)
+    client_for(ga4.url, sleeps).send("G-TEST", VALID, event_id="e-42")
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "retrying"]
+    assert record.event_id == "e-42"  # type: ignore[attr-defined]
+    assert record.attempt == 1  # type: ignore[attr-defined]
+    assert record.wait_seconds == round(sleeps[0], 3)  # type: ignore[attr-defined]
+    assert "503" in record.error  # type: ignore[attr-defined]
