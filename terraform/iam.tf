@@ -58,10 +58,11 @@ locals {
   }
 
   # Cloud Functions copies the source object into its own gcf-v2-sources-* bucket before
-  # building, so the build reads from there as well as from our bucket.
+  # building, so the build reads from there as well as from our bucket. The trailing "/"
+  # keeps a bucket whose name merely starts with ours (ours-old, ours-2) out.
   build_source_condition = {
     title      = "ga4-stitch-function-sources-only"
-    expression = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}\")"
+    expression = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\")"
   }
 
   inline_invokers = var.enable_inline_resolve ? toset(coalescelist(

@@ -4,6 +4,13 @@
 locals {
   monitored_services = [for key, spec in local.functions : spec.name]
 
+  # Every subscription with a dead-letter policy: the pushes to the functions and, when the
+  # warehouse export is on, the BigQuery subscriptions (a schema mismatch dead-letters there).
+  dead_lettering_subscriptions = concat(
+    [for subscription in google_pubsub_subscription.push : subscription.name],
+    [for subscription in google_pubsub_subscription.bigquery : subscription.name],
+  )
+
   function_logs_filter = join(" AND ", [
     "resource.type=\"cloud_run_revision\"",
     "resource.labels.service_name=(${join(" OR ", [for name in local.monitored_services : "\"${name}\""])})",
@@ -120,10 +127,10 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 
   conditions {
-    display_name = "Pub/Sub dead-lettered undeliverable messages"
+    display_name = "Pub/Sub dead-lettered undeliverable messages (function pushes or BigQuery export)"
 
     condition_threshold {
-      filter          = "metric.type=\"pubsub.googleapis.com/subscription/dead_letter_message_count\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=one_of(${join(", ", [for subscription in google_pubsub_subscription.push : "\"${subscription.name}\""])})"
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/dead_letter_message_count\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=one_of(${join(", ", [for name in local.dead_lettering_subscriptions : "\"${name}\""])})"
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

@@ -323,3 +323,28 @@ def test_a_secret_added_to_the_code_must_come_from_secret_manager(
     )
     problems = rules.environment_problems(config, secret)
     assert "NEW_KEY must come from Secret Manager" in problems
+
+
+def _logged_events() -> set[str]:
+    """Every event name the functions' code logs: ``"event": "<name>"`` fields, and the
+    first argument of the forward service's ``_log("<name>", ...)``."""
+    found = set()
+    for path in (REPO / "shared").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r'"event": "([a-z0-9_]+)"', text))
+        found |= set(re.findall(r'_log\(\s*"([a-z0-9_]+)"', text))
+    return found
+
+
+def test_the_dashboard_charts_events_the_functions_log(config: Configuration) -> None:
+    """A chart filtering on an event name nobody logs would stay flat forever."""
+    chosen = r'metric\.label\.event=(?:one_of\(([^)]*)\)|"([^"]+)")'
+    named = {
+        name.strip().strip('"')
+        for chart in config.locals["dashboard_charts"]
+        for names in re.findall(chosen, chart[1])
+        for name in ",".join(names).split(",")
+        if name.strip()
+    }
+    assert named, "the dashboard charts no event"
+    assert named <= _logged_events()
