@@ -45,6 +45,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -99,8 +100,14 @@ def gcd_letter_states(letter: str) -> tuple[bool | None, bool | None]:
 
 
 def decode_gcd(value: object) -> ConsentSignals:
-    """All four signals from ``x-ga-gcd``; a string without the documented shape is unknown."""
-    if not isinstance(value, str) or _GCD_SHAPE.match(value.strip()) is None:
+    """All four signals from ``x-ga-gcd``; a string without the documented shape is unknown.
+    A site sends a handful of distinct strings, so decoded ones are remembered."""
+    return _decode_gcd_text(value) if isinstance(value, str) else ConsentSignals()
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_gcd_text(value: str) -> ConsentSignals:
+    if _GCD_SHAPE.match(value.strip()) is None:
         return ConsentSignals()
     text = value.strip()
     states = [_effective(*gcd_letter_states(text[i])) for i in _GCD_LETTER_POSITIONS]

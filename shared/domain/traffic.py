@@ -60,7 +60,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
@@ -162,7 +162,15 @@ class TrafficSource:
 
     def as_dict(self) -> dict[str, str | None]:
         """Every field by name, None kept, so stored and enriched copies have one shape."""
-        return asdict(self)
+        return {
+            "source": self.source,
+            "medium": self.medium,
+            "campaign": self.campaign,
+            "term": self.term,
+            "content": self.content,
+            "campaign_id": self.campaign_id,
+            "click_id": self.click_id,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> TrafficSource:
