@@ -15,18 +15,8 @@ from shared.domain.device import (
     describe_device,
     parse_user_agent,
 )
+from shared.domain.validation import DEVICE_FIELDS
 
-MP_DEVICE_KEYS = {
-    "category",
-    "language",
-    "screen_resolution",
-    "operating_system",
-    "operating_system_version",
-    "model",
-    "brand",
-    "browser",
-    "browser_version",
-}
 BROWSERS = [agent for agent in AGENTS if not agent.truth.is_bot]
 BOTS = [agent for agent in AGENTS if agent.truth.is_bot]
 CHROME_WINDOWS = AGENTS_BY_NAME["chrome-windows-10"].user_agent
@@ -331,7 +321,7 @@ def _assert_valid(choice: DeviceChoice) -> None:
     assert choice.device is None or choice.user_agent is None
     if choice.device is not None:
         assert {"category", "browser", "operating_system"} <= choice.device.keys()
-        assert choice.device.keys() <= MP_DEVICE_KEYS
+        assert choice.device.keys() <= DEVICE_FIELDS
         assert all(isinstance(value, str) and value for value in choice.device.values())
         assert choice.device["category"] in {"desktop", "mobile", "tablet", "smart tv"}
 
