@@ -637,7 +637,196 @@ ___SERVER_PERMISSIONS___
 
 ___TESTS___
 
-scenarios: []
+scenarios:
+- name: Publishes the event and succeeds on a 2xx answer
+  code: |-
+    runCode(mockData);
+
+    assertApi('gtmOnSuccess').wasCalled();
+    assertApi('gtmOnFailure').wasNotCalled();
+    assertApi('getGoogleAuth').wasCalledWith({scopes: [PUBSUB_SCOPE]});
+    assertThat(requests).hasLength(1);
+    assertThat(requests[0].url).isEqualTo(PUBLISH_URL);
+    assertThat(requests[0].options.method).isEqualTo('POST');
+    assertThat(requests[0].options.headers).isEqualTo({'Content-Type': 'application/json'});
+    assertThat(requests[0].options.timeout).isEqualTo(5000);
+    assertThat(requests[0].options.authorization).isEqualTo(AUTH);
+
+    const body = JSON.parse(requests[0].body);
+    assertThat(body.messages).hasLength(1);
+    const message = body.messages[0];
+    assertThat(message.attributes).isEqualTo({client_id: CLIENT_ID, event_name: 'login'});
+    // The canonical client id: GA1.1.X.Y and X.Y are one browser.
+    assertThat(message.orderingKey).isEqualTo('1768696203.1712345678');
+
+    const published = JSON.parse(fromBase64(message.data));
+    assertThat(published.client_id).isEqualTo(CLIENT_ID);
+    assertThat(published.event_name).isEqualTo('login');
+    assertThat(published.user_id).isEqualTo('cust-000981');
+    assertThat(published.ga_session_id).isEqualTo('1763800154');
+    assertThat(published.timestamp_micros).isEqualTo(NOW_MS * 1000);
+    assertThat(published.event_id).hasLength(35);
+    assertThat(published.event_id.substring(0, 3)).isEqualTo('gs-');
+    assertApi('logToConsole').wasNotCalled();
+- name: Keeps the event's own event_id and time, and succeeds on a 204
+  code: |-
+    eventData.event_id = 'evt-0001';
+    eventData.timestamp_micros = 1763800611712345;
+    httpAnswer = settled(true, {statusCode: 204, headers: {}, body: ''});
+
+    runCode(mockData);
+
+    assertApi('gtmOnSuccess').wasCalled();
+    assertApi('gtmOnFailure').wasNotCalled();
+    const published = JSON.parse(fromBase64(JSON.parse(requests[0].body).messages[0].data));
+    assertThat(published.event_id).isEqualTo('evt-0001');
+    assertThat(published.timestamp_micros).isEqualTo(1763800611712345);
+- name: Fails on a 4xx answer and logs the status, never the token
+  code: |-
+    httpAnswer = settled(true, {
+      statusCode: 403,
+      headers: {},
+      body: '{"error":{"code":403,"status":"PERMISSION_DENIED","message":"User not authorized to perform this action."}}',
+    });
+
+    runCode(mockData);
+
+    assertApi('gtmOnFailure').wasCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+    assertThat(logged).hasLength(1);
+    const entry = JSON.parse(logged[0]);
+    assertThat(entry.severity).isEqualTo('ERROR');
+    assertThat(entry.reason).isEqualTo('http_error');
+    assertThat(entry.status_code).isEqualTo(403);
+    assertThat(entry.error).isEqualTo('PERMISSION_DENIED User not authorized to perform this action.');
+    assertThat(entry.topic).isEqualTo('projects/my-project/topics/ga4-stitch-raw-events');
+    assertThat(entry.client_id).isEqualTo('GA1....(27)');
+    assertThat(logged[0]).doesNotContain(ACCESS_TOKEN, 'Bearer', '1768696203.1712345678', 'cust-000981');
+- name: Fails on a 5xx answer
+  code: |-
+    httpAnswer = settled(true, {statusCode: 503, headers: {}, body: 'Service Unavailable'});
+
+    runCode(mockData);
+
+    assertApi('gtmOnFailure').wasCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+    const entry = JSON.parse(logged[0]);
+    assertThat(entry.reason).isEqualTo('http_error');
+    assertThat(entry.status_code).isEqualTo(503);
+    assertThat(entry.error).isEqualTo('Service Unavailable');
+- name: Fails when the request fails on the network
+  code: |-
+    httpAnswer = settled(false, {reason: 'failed'});
+
+    runCode(mockData);
+
+    assertApi('gtmOnFailure').wasCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+    assertThat(logged).hasLength(1);
+    const entry = JSON.parse(logged[0]);
+    assertThat(entry.reason).isEqualTo('request_failed');
+    assertThat(entry.status_code).isUndefined();
+    assertThat(logged[0]).doesNotContain(ACCESS_TOKEN, '1768696203.1712345678');
+- name: Fails when the request times out
+  code: |-
+    mockData.timeoutMs = '2500';
+    httpAnswer = settled(false, {reason: 'timed_out'});
+
+    runCode(mockData);
+
+    assertThat(requests[0].options.timeout).isEqualTo(2500);
+    assertApi('gtmOnFailure').wasCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+    assertThat(JSON.parse(logged[0]).reason).isEqualTo('timed_out');
+- name: Fails without a request when the event has no client_id
+  code: |-
+    eventData = {event_name: 'page_view', 'x-ga-page_id': 1940542384};
+
+    runCode(mockData);
+
+    assertApi('sendHttpRequest').wasNotCalled();
+    assertApi('getGoogleAuth').wasNotCalled();
+    assertApi('gtmOnFailure').wasCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+    assertThat(logged).hasLength(1);
+    const entry = JSON.parse(logged[0]);
+    assertThat(entry.reason).isEqualTo('missing_client_id');
+    assertThat(entry.event_name).isEqualTo('page_view');
+- name: Fails without a request when no project id is set
+  code: |-
+    mockData.projectId = '';
+
+    runCode(mockData);
+
+    assertApi('sendHttpRequest').wasNotCalled();
+    assertApi('gtmOnFailure').wasCalled();
+    assertThat(JSON.parse(logged[0]).reason).isEqualTo('invalid_configuration');
+setup: |-
+  const JSON = require('JSON');
+  const fromBase64 = require('fromBase64');
+  const getType = require('getType');
+
+  const PUBSUB_SCOPE = 'https://www.googleapis.com/auth/pubsub';
+  const PUBLISH_URL = 'https://pubsub.googleapis.com/v1/projects/my-project/topics/ga4-stitch-raw-events:publish';
+  const CLIENT_ID = 'GA1.1.1768696203.1712345678';
+  const NOW_MS = 1763800611712;
+  // The auth object carries a recognisable token, so a scenario can prove that no log
+  // line ever holds it (the real one is opaque to the template).
+  const ACCESS_TOKEN = 'ya29.scenario-access-token';
+  const AUTH = {scopes: [PUBSUB_SCOPE], token: ACCESS_TOKEN};
+
+  const mockData = {
+    projectId: 'my-project',
+    topicId: 'ga4-stitch-raw-events',
+    fieldMode: 'all',
+    addEventTime: true,
+    timeoutMs: '5000',
+    logSuccess: false,
+  };
+
+  let eventData = {
+    client_id: CLIENT_ID,
+    event_name: 'login',
+    user_id: 'cust-000981',
+    ga_session_id: '1763800154',
+    ga_session_number: 12,
+    'x-ga-measurement_id': 'G-ABCDE12345',
+    'x-ga-page_id': 1940542384,
+    'x-ga-request_count': 4,
+    page_location: 'https://shop.example.com/account',
+  };
+  mock('getAllEventData', () => eventData);
+  mock('getTimestampMillis', () => NOW_MS);
+  mock('getGoogleAuth', AUTH);
+
+  const logged = [];
+  mock('logToConsole', (line) => {
+    logged.push(line);
+  });
+
+  // A promise that is already settled and runs its callbacks at once, as Google's own
+  // mockObject example does: the template's callbacks run inside runCode, before the
+  // assertions that follow it.
+  function settled(ok, value) {
+    return {
+      then: (onSuccess, onFailure) => {
+        const next = ok ? onSuccess : onFailure;
+        if (!next) return settled(ok, value);
+        const result = next(value);
+        if (getType(result) === 'object' && getType(result.then) === 'function') return result;
+        return settled(true, result);
+      },
+    };
+  }
+
+  // sendHttpRequest resolves with any HTTP status and rejects only on a network
+  // failure ({reason: 'failed'}) or a timeout ({reason: 'timed_out'}).
+  let httpAnswer = settled(true, {statusCode: 200, headers: {}, body: '{"messageIds":["4242"]}'});
+  const requests = [];
+  mock('sendHttpRequest', (url, options, body) => {
+    requests.push({url: url, options: options, body: body});
+    return httpAnswer;
+  });
 
 
 ___NOTES___

@@ -819,7 +819,237 @@ ___SERVER_PERMISSIONS___
 
 ___TESTS___
 
-scenarios: []
+scenarios:
+- name: Returns the endpoint's answer on a 200
+  code: |-
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value).isEqualTo({
+      source: 'resolved',
+      resolved_user_id: 'cust-000981',
+      resolved_ga_session_id: 1763800154,
+      session_number: 12,
+      identity_source: 'incoming',
+      client_id: '1768696203.1712345678',
+      event_index: 3,
+      is_new_session: false,
+      event_id: 'evt-0001',
+      event_timestamp: 1763800611712,
+    });
+    assertThat(requests).hasLength(1);
+    assertThat(requests[0].url).isEqualTo(ENDPOINT);
+    assertThat(requests[0].options.method).isEqualTo('POST');
+    assertThat(requests[0].options.headers['X-Ga4-Stitch-Key']).isEqualTo(SECRET);
+    assertThat(requests[0].options.timeout).isEqualTo(1000);
+    const sent = JSON.parse(requests[0].body);
+    assertThat(sent.client_id).isEqualTo(CLIENT_ID);
+    assertThat(sent.event_id).isEqualTo('evt-0001');
+    assertThat(sent.event_timestamp).isEqualTo(1763800611712);
+    assertThat(sent.user_id).isEqualTo('cust-000981');
+    assertThat(sent.event_name).isEqualTo('login');
+    assertThat(sent.measurement_id).isEqualTo('G-ABCDE12345');
+    assertThat(sent.ga_session_id).isUndefined();
+    assertApi('logToConsole').wasNotCalled();
+- name: Returns one field when Value to return names it
+  code: |-
+    mockData.output = 'resolved_ga_session_id';
+
+    assertThat(valueOf(runCode(mockData))).isEqualTo(1763800154);
+- name: A second read for the same event reuses the answer without a call
+  code: |-
+    const first = valueOf(runCode(mockData));
+    const second = valueOf(runCode(mockData));
+
+    assertThat(requests).hasLength(1);
+    assertThat(second).isEqualTo(first);
+- name: Mints an ID token for the endpoint in ID token mode
+  code: |-
+    mockData.authMode = 'id_token';
+    mockData.serviceAccountEmail = 'gtm-sc@my-project.iam.gserviceaccount.com';
+    mock('sendHttpRequest', (url, options, body) => {
+      requests.push({url: url, options: options, body: body});
+      if (url.indexOf('https://iamcredentials.googleapis.com/') === 0) {
+        return settled(true, {statusCode: 200, headers: {}, body: '{"token":"eyJ.scenario-id-token"}'});
+      }
+      return httpAnswer;
+    });
+
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value.source).isEqualTo('resolved');
+    assertApi('getGoogleAuth').wasCalledWith({scopes: ['https://www.googleapis.com/auth/iam']});
+    assertThat(requests).hasLength(2);
+    assertThat(requests[0].url).isEqualTo('https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/gtm-sc%40my-project.iam.gserviceaccount.com:generateIdToken');
+    assertThat(JSON.parse(requests[0].body)).isEqualTo({
+      audience: 'https://ga4-stitch-resolve-identity-session-abc123-ew.a.run.app',
+      includeEmail: true,
+    });
+    assertThat(requests[1].url).isEqualTo(ENDPOINT);
+    assertThat(requests[1].options.headers.Authorization).isEqualTo('Bearer eyJ.scenario-id-token');
+- name: Falls back to the incoming ids on a 4xx
+  code: |-
+    httpAnswer = settled(true, {statusCode: 400, headers: {}, body: '{"reason":"client_id is not a GA4 client id"}'});
+
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value).isEqualTo({
+      source: 'fallback',
+      reason: 'http_400',
+      resolved_user_id: 'cust-000981',
+      resolved_ga_session_id: 1763800154,
+      session_number: 12,
+      identity_source: 'incoming',
+      client_id: CLIENT_ID,
+      event_index: null,
+      is_new_session: null,
+      event_id: 'evt-0001',
+      event_timestamp: 1763800611712,
+    });
+    assertThat(logged).hasLength(1);
+    const entry = JSON.parse(logged[0]);
+    assertThat(entry.severity).isEqualTo('WARNING');
+    assertThat(entry.reason).isEqualTo('http_400');
+    assertThat(entry.status_code).isEqualTo(400);
+    assertThat(entry.error).isEqualTo('client_id is not a GA4 client id');
+    assertThat(logged[0]).doesNotContain(SECRET, 'cust-000981', '1768696203.1712345678');
+- name: Falls back to the incoming ids on a 5xx
+  code: |-
+    httpAnswer = settled(true, {statusCode: 503, headers: {}, body: 'Service Unavailable'});
+
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value.source).isEqualTo('fallback');
+    assertThat(value.reason).isEqualTo('http_503');
+    assertThat(value.resolved_ga_session_id).isEqualTo(1763800154);
+    assertThat(value.session_number).isEqualTo(12);
+    assertThat(value.resolved_user_id).isEqualTo('cust-000981');
+    assertThat(JSON.parse(logged[0]).status_code).isEqualTo(503);
+- name: Falls back to the incoming ids when the request fails
+  code: |-
+    httpAnswer = settled(false, {reason: 'failed'});
+
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value.source).isEqualTo('fallback');
+    assertThat(value.reason).isEqualTo('request_failed');
+    assertThat(value.resolved_ga_session_id).isEqualTo(1763800154);
+    assertThat(value.event_id).isEqualTo('evt-0001');
+    assertThat(JSON.parse(logged[0]).reason).isEqualTo('request_failed');
+- name: Falls back to the incoming ids when the request times out
+  code: |-
+    httpAnswer = settled(false, {reason: 'timed_out'});
+
+    const value = valueOf(runCode(mockData));
+
+    assertThat(value.source).isEqualTo('fallback');
+    assertThat(value.reason).isEqualTo('timed_out');
+    assertThat(value.session_number).isEqualTo(12);
+- name: Falls back without a call when the event has no client_id
+  code: |-
+    eventData = {event_name: 'login', ga_session_id: '1763800154', ga_session_number: 12};
+
+    const value = valueOf(runCode(mockData));
+
+    assertApi('sendHttpRequest').wasNotCalled();
+    assertThat(value.source).isEqualTo('fallback');
+    assertThat(value.reason).isEqualTo('missing_client_id');
+    assertThat(value.client_id).isNull();
+    assertThat(value.resolved_ga_session_id).isEqualTo(1763800154);
+    assertThat(value.identity_source).isEqualTo('anonymous');
+    assertApi('logToConsole').wasNotCalled();
+setup: |-
+  const JSON = require('JSON');
+  const getType = require('getType');
+
+  const ENDPOINT = 'https://ga4-stitch-resolve-identity-session-abc123-ew.a.run.app/';
+  const CLIENT_ID = 'GA1.1.1768696203.1712345678';
+  const SECRET = 'scenario-shared-secret';
+  const NOW_MS = 1763800612000;
+
+  const mockData = {
+    endpointUrl: ENDPOINT,
+    output: 'object',
+    authMode: 'shared_secret',
+    secretHeaderName: 'X-Ga4-Stitch-Key',
+    secretValue: SECRET,
+    timeoutMs: '1000',
+  };
+
+  let eventData = {
+    client_id: CLIENT_ID,
+    user_id: 'cust-000981',
+    event_name: 'login',
+    event_id: 'evt-0001',
+    event_timestamp: 1763800611712,
+    ga_session_id: '1763800154',
+    ga_session_number: 12,
+    'x-ga-measurement_id': 'G-ABCDE12345',
+    page_location: 'https://shop.example.com/account',
+  };
+  mock('getEventData', (key) => eventData[key]);
+  mock('getTimestampMillis', () => NOW_MS);
+  mock('getGoogleAuth', {scopes: ['https://www.googleapis.com/auth/iam']});
+
+  const logged = [];
+  mock('logToConsole', (line) => {
+    logged.push(line);
+  });
+
+  // Template storage, empty at the start of each scenario.
+  const stored = {};
+  mockObject('templateDataStorage', {
+    getItemCopy: (key) => getType(stored[key]) === 'string' ? JSON.parse(stored[key]) : null,
+    setItemCopy: (key, value) => {
+      stored[key] = JSON.stringify(value);
+    },
+    removeItem: (key) => {
+      stored[key] = null;
+    },
+  });
+
+  // A promise that is already settled and runs its callbacks at once, as Google's own
+  // mockObject example does: the template's callbacks run inside runCode, before the
+  // assertions that follow it.
+  function settled(ok, value) {
+    return {
+      then: (onSuccess, onFailure) => {
+        const next = ok ? onSuccess : onFailure;
+        if (!next) return settled(ok, value);
+        const result = next(value);
+        if (getType(result) === 'object' && getType(result.then) === 'function') return result;
+        return settled(true, result);
+      },
+    };
+  }
+
+  // The variable's value: a promise when it calls the endpoint, settled by the time
+  // runCode returns because the mocked network answers at once.
+  function valueOf(returned) {
+    if (getType(returned) !== 'object' || getType(returned.then) !== 'function') return returned;
+    let value;
+    returned.then((result) => {
+      value = result;
+    });
+    assertThat(value, 'the variable settled inside runCode').isDefined();
+    return value;
+  }
+
+  // sendHttpRequest resolves with any HTTP status and rejects only on a network
+  // failure ({reason: 'failed'}) or a timeout ({reason: 'timed_out'}).
+  let httpAnswer = settled(true, {statusCode: 200, headers: {}, body: JSON.stringify({
+    resolved_user_id: 'cust-000981',
+    resolved_ga_session_id: 1763800154,
+    session_number: 12,
+    identity_source: 'incoming',
+    client_id: '1768696203.1712345678',
+    event_index: 3,
+    is_new_session: false,
+  })});
+  const requests = [];
+  mock('sendHttpRequest', (url, options, body) => {
+    requests.push({url: url, options: options, body: body});
+    return httpAnswer;
+  });
 
 
 ___NOTES___

@@ -67,7 +67,9 @@ resource "google_pubsub_subscription" "push" {
   message_retention_duration = var.subscription_message_retention
 
   # Messages carry client_id as the ordering key: one browser's events reach the
-  # function one at a time and in order, different browsers in parallel.
+  # function one at a time, in the order Pub/Sub received them (not necessarily the
+  # order the browser sent them: the resolver decides on event time), different
+  # browsers in parallel.
   enable_message_ordering = true
 
   push_config {

@@ -167,6 +167,23 @@ def test_every_section_is_present_in_export_order(template: Template) -> None:
     assert template.sections["___TESTS___"].startswith("scenarios:")
 
 
+def test_tests_section_holds_editor_scenarios(template: Template) -> None:
+    """___TESTS___ is the editor's export: a non-empty ``scenarios:`` list of uniquely named
+    ``code: |-`` blocks, then a ``setup: |-`` block, nothing else at the top level. (The
+    Node suite parses and runs the scenarios.)"""
+    lines = template.sections["___TESTS___"].split("\n")
+    top = [line for line in lines if line and not line[0].isspace() and not line.startswith("- ")]
+    assert top == ["scenarios:", "setup: |-"]
+    names = [line[len("- name: ") :] for line in lines if line.startswith("- name: ")]
+    assert names
+    assert len(names) == len(set(names))
+    items = [i for i, line in enumerate(lines) if line.startswith("- ")]
+    assert len(items) == len(names)
+    for i in items:
+        assert lines[i + 1] == "  code: |-", lines[i]
+    assert not any(line != line.rstrip() or "\t" in line for line in lines)
+
+
 def test_json_sections_parse(template: Template) -> None:
     """___INFO___, ___TEMPLATE_PARAMETERS___ and ___SERVER_PERMISSIONS___ are valid JSON."""
     for section in ("___INFO___", "___TEMPLATE_PARAMETERS___", "___SERVER_PERMISSIONS___"):

@@ -251,7 +251,7 @@ function urlAllowed(params, url) {
 }
 
 // queryPermission(name, ...args): whether the declared permissions allow the operation.
-function permits(permissions, name, args) {
+export function permits(permissions, name, args) {
   const params = permissions[name];
   if (!params) return false;
   switch (name) {
@@ -386,16 +386,22 @@ function createApis(template, run) {
   };
 }
 
-function compile(template) {
+// Sandboxed code as the body of a function of `params`, in a fresh V8 context whose
+// JavaScript globals are removed (the template code and the editor test scenarios alike).
+export function compileSandboxed(code, params, filename) {
   const context = vm.createContext({});
   vm.runInContext(
     SANDBOX_GLOBALS_REMOVED.map((name) => 'delete globalThis.' + name + ';').join('\n'),
     context,
   );
-  return vm.runInContext('(function (require, data) {\n' + template.code + '\n})', context, {
-    filename: template.path,
+  return vm.runInContext('(function (' + params.join(', ') + ') {\n' + code + '\n})', context, {
+    filename,
     lineOffset: -1,
   });
+}
+
+export function compile(template) {
+  return compileSandboxed(template.code, ['require', 'data'], template.path);
 }
 
 // Deterministic, but different on every call across runs, as a random source should be.
@@ -405,7 +411,7 @@ function sequenceRandom(min, max) {
   return min + ((randomCalls * 2654435761) % (max - min + 1));
 }
 
-function newRun(template, options) {
+export function newRun(template, options) {
   const run = {
     eventData: options.eventData || {},
     http: options.http || (() => ({ statusCode: 200, body: '{}' })),
