@@ -546,6 +546,27 @@ def _erase(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- redrive
+
+
+def _configure_redrive(parser: argparse.ArgumentParser) -> None:
+    from ga4_stitch.redrive import configure_parser
+
+    configure_parser(parser)
+    _add_attach_argument(parser)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    """Dead letters of the running pipeline, else of ``PUBSUB_EMULATOR_HOST``'s emulator,
+    else of the real ``GOOGLE_CLOUD_PROJECT`` (docs/redrive.md)."""
+    from ga4_stitch.redrive import RedriveSetupError, run_command
+
+    try:
+        return run_command(args, _attached(args), sys.stdout, progress)
+    except RedriveSetupError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "simulate",
@@ -582,6 +603,12 @@ COMMANDS: tuple[Command, ...] = (
         "delete a user's (or a client's) stored state: a GDPR erasure request",
         lambda parser: _configure_state_query(parser, "erase"),
         _erase,
+    ),
+    Command(
+        "redrive",
+        "publish dead letters again after their cause is fixed (or list them)",
+        _configure_redrive,
+        _redrive,
     ),
 )
 
