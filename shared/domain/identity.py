@@ -3,6 +3,8 @@
 Rules:
 
 - An event's own (non-blocked) ``user_id`` wins and marks a login at the event's time.
+- A logout event keeps its user and marks a logout just after it, even when nobody is
+  linked yet: the login it ends may be delivered after it.
 - An anonymous event inherits the user of the latest mark at or before its *event time*:
   a login mark gives that user, a logout mark (an event named in ``logout_events``) gives
   nobody. Late events are therefore judged by when they happened, not when they arrived,
@@ -14,8 +16,12 @@ Rules:
 - Blocked values (``""``, ``null``, ``undefined``, ``anonymous``, ``0``, ``-1``...) are
   never linked: the event is treated as anonymous.
 
-Invariant: marks are ordered by time, bounded to ``marks_kept``, and no two adjacent
-marks name the same user.
+Invariants: marks are ordered by time (a logout before a login at the same microsecond),
+bounded to ``marks_kept``, and recorded whatever the current state, so the marks known
+answer for every time exactly as the same events sorted by event time would (while the
+history fits in ``marks_kept``; beyond it redundant logins are forgotten first, then the
+oldest marks). A decision is final: an anonymous event decided before an earlier login
+arrived stays anonymous, because the stream never rewrites an answer already given.
 """
 
 from __future__ import annotations
@@ -113,16 +119,48 @@ def clean_user_id(value: str | None, rules: IdentityRules) -> str | None:
     return text
 
 
-def _with_mark(identity: Identity, mark: IdentityMark, kept: int) -> tuple[IdentityMark, ...]:
-    if identity.user_at(mark.time_micros) == mark.user_id:
-        return identity.marks
-    marks = list(identity.marks)
-    times = [m.time_micros for m in marks]
-    index = bisect.bisect_right(times, mark.time_micros)
-    marks.insert(index, mark)
-    if index + 1 < len(marks) and marks[index + 1].user_id == mark.user_id:
-        del marks[index + 1]
-    return tuple(marks[-kept:])
+def _key(mark: IdentityMark) -> tuple[int, int]:
+    """Order of marks: event time, and at one time a logout before a login.
+
+    A logout mark sits one microsecond after its event, so a login at that microsecond
+    happened *after* the logout and must be the one that counts."""
+    return (mark.time_micros, 0 if mark.user_id is None else 1)
+
+
+def _redundant_login(marks: list[IdentityMark], index: int) -> bool:
+    """A login of the user the previous mark already names: it changes no answer today,
+    but restores the user after a logout that may still arrive between the two."""
+    mark = marks[index]
+    return index > 0 and mark.user_id is not None and marks[index - 1].user_id == mark.user_id
+
+
+def _with_mark(
+    marks: tuple[IdentityMark, ...], mark: IdentityMark, kept: int
+) -> tuple[IdentityMark, ...]:
+    """``marks`` with ``mark`` recorded, whatever the current state.
+
+    Every mark is kept, even one that changes no answer now, because a mark delivered
+    later may land before it: a logout with no login before it ends the login that
+    arrives late; a second login of the same user restores them after a late logout.
+    Recording the same mark twice changes nothing.
+
+    Bounded to ``kept``: the oldest redundant login goes first (no answer for the marks
+    known changes), else the oldest mark. A full history may have forgotten what came
+    before its oldest mark, so it ignores marks older than that: a late event from before
+    that horizon is judged anonymous rather than linked across a forgotten logout. What
+    remains inexact: a mark arriving late into the gap of a forgotten redundant login is
+    judged without that login (a late logout then ends the user until the next kept mark,
+    a late other user's login runs until it)."""
+    if mark in marks:
+        return marks
+    if len(marks) >= kept and marks and _key(mark) < _key(marks[0]):
+        return marks
+    result = list(marks)
+    result.insert(bisect.bisect_right([_key(m) for m in result], _key(mark)), mark)
+    while len(result) > kept:
+        redundant = next((i for i in range(len(result)) if _redundant_login(result, i)), 0)
+        del result[redundant]
+    return tuple(result)
 
 
 def resolve_identity(
@@ -132,24 +170,32 @@ def resolve_identity(
     time_micros: int,
     rules: IdentityRules,
 ) -> tuple[Identity, IdentityDecision]:
-    """Decide the event's user and the client's new identity state."""
+    """Decide the event's user and the client's new identity state.
+
+    The decision uses only the marks delivered so far: it equals the sorted-event-time
+    decision whenever the latest mark at or before the event's time was delivered before
+    it, and it is never rewritten when an earlier mark arrives later. A logout event keeps
+    its own user (its own id, else the one linked at its time) and records a logout mark
+    one microsecond later even when nobody is linked now: its login may still arrive. It
+    records no login mark for its own id, which would only cover its own microsecond."""
     own = clean_user_id(user_id, rules)
     marks = identity.marks
     linked = identity.linked_users
     new_link = False
+    logout = event_name.lower() in rules.logout_events
     decision_user: str | None
     source: IdentitySource
     if own is not None:
         decision_user = own
         source = "incoming"
-        marks = _with_mark(identity, IdentityMark(time_micros, own), rules.marks_kept)
+        if not logout:
+            marks = _with_mark(marks, IdentityMark(time_micros, own), rules.marks_kept)
         if own not in linked:
             new_link = True
             linked = (*linked, own)[-LINKED_USERS_KEPT:]
     else:
         decision_user = identity.user_at(time_micros)
         source = "stitched" if decision_user is not None else "anonymous"
-    if event_name.lower() in rules.logout_events:
-        after = Identity(marks, linked)
-        marks = _with_mark(after, IdentityMark(time_micros + 1, None), rules.marks_kept)
+    if logout:
+        marks = _with_mark(marks, IdentityMark(time_micros + 1, None), rules.marks_kept)
     return Identity(marks, linked), IdentityDecision(decision_user, source, new_link)

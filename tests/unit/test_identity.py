@@ -89,3 +89,83 @@ def test_identity_history_is_bounded():
     identity, _ = play(events, rules)
     assert len(identity.marks) == 4
     assert len(identity.linked_users) == 20
+
+
+def test_a_logout_delivered_before_its_login_still_ends_it():
+    """The logout arrives first (nobody linked yet); the login 23 s earlier arrives next:
+    the user is linked from the login to the logout, never after it."""
+    login, logout = 100_000_000, 123_000_000
+    identity, decisions = play([(logout, None, "logout"), (login, "u1", "login")])
+    assert [(d.user_id, d.source) for d in decisions] == [(None, "anonymous"), ("u1", "incoming")]
+    assert identity.user_at(login + 1) == "u1"
+    assert identity.user_at(logout + 1) is None
+    assert identity.user_at(logout + 3_600_000_000) is None
+
+
+def test_a_logout_with_no_login_links_nobody_and_changes_no_answer():
+    """Before any login, a logout (with a blocked id too) is anonymous and links nobody."""
+    identity, decisions = play([(1, None, "x"), (2, "undefined", "logout"), (5, None, "x")])
+    assert [(d.user_id, d.source, d.new_link) for d in decisions] == [
+        (None, "anonymous", False)
+    ] * 3
+    assert identity.linked_users == ()
+    assert [mark.user_id for mark in identity.marks] == [None]
+
+
+def test_a_late_logout_between_two_logins_of_the_same_user_ends_only_the_first():
+    """Logged in at 10 and again at 20; the logout at 15 arrives last: anonymous on
+    (15, 20), the user again from 20 (the second login is remembered though redundant)."""
+    identity, _ = play([(10, "u1", "login"), (20, "u1", "page_view"), (15, None, "logout")])
+    assert [identity.user_at(t) for t in (12, 17, 25)] == ["u1", None, "u1"]
+
+
+def test_an_answer_given_before_an_earlier_login_arrived_is_never_rewritten():
+    """Shared device: u2's login at 20 arrives after the event at 30, which kept u1; events
+    delivered afterwards get u2, and u2 is a new link once."""
+    identity, decisions = play(
+        [(10, "u1", "login"), (30, None, "x"), (20, "u2", "login"), (35, None, "x")]
+    )
+    assert [d.user_id for d in decisions] == ["u1", "u1", "u2", "u2"]
+    assert [d.new_link for d in decisions] == [True, False, True, False]
+    assert identity.user_at(30) == "u2"
+
+
+def test_the_logouts_own_microsecond_keeps_the_user_and_a_login_just_after_wins():
+    """A logout ends the link one microsecond after it; a login at that microsecond
+    happened after the logout, whatever the delivery order."""
+    for events in (
+        [(10, "u1", "login"), (20, None, "logout"), (21, "u2", "login")],
+        [(10, "u1", "login"), (21, "u2", "login"), (20, None, "logout")],
+    ):
+        identity, _ = play(events)
+        assert [identity.user_at(t) for t in (20, 21)] == ["u1", "u2"], events
+
+
+def test_recording_a_mark_twice_changes_nothing():
+    """A redelivered login or logout leaves the marks as they were."""
+    once, _ = play([(10, "u1", "login"), (20, None, "logout")])
+    twice, _ = play(
+        [(10, "u1", "login"), (20, None, "logout"), (20, None, "logout"), (10, "u1", "x")]
+    )
+    assert once.marks == twice.marks
+
+
+def test_a_full_history_forgets_redundant_logins_first_and_ignores_older_marks():
+    """Bounded: redundant logins go before any answer changes; once full, a mark older
+    than the oldest kept one is ignored (a late event from before it stays anonymous)."""
+    rules = IdentityRules(marks_kept=4)
+    identity, _ = play(
+        [(10, "u1", "x"), (20, "u1", "x"), (30, "u1", "x"), (40, None, "logout"), (50, "u1", "x")],
+        rules,
+    )
+    assert [(m.time_micros, m.user_id) for m in identity.marks] == [
+        (10, "u1"),
+        (30, "u1"),
+        (41, None),
+        (50, "u1"),
+    ]
+    after, decision = resolve_identity(identity, "u2", "login", 5, rules)
+    assert after.marks == identity.marks
+    assert (decision.user_id, decision.new_link) == ("u2", True)
+    _, late = resolve_identity(after, None, "x", 7, rules)
+    assert late.user_id is None
