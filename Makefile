@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test lint typecheck unit integration e2e scan bench clean
+.PHONY: setup run demo test lint typecheck unit integration e2e scan bench clean warehouse
 
 setup: $(STAMP)
 
@@ -51,6 +51,13 @@ e2e: setup
 ## Cost, speed and accuracy against the baseline; writes benchmarks/results/.
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+## The warehouse models (dbt, DuckDB) over a simulated 100-person stream; docs/warehouse.md.
+## dbt gets its own environment, warehouse/.venv, on first use.
+warehouse: setup
+	mkdir -p .ga4-stitch
+	$(BIN)/ga4-stitch simulate --people 100 --seed 1 --quiet > .ga4-stitch/warehouse-events.ndjson
+	$(BIN)/ga4-stitch warehouse .ga4-stitch/warehouse-events.ndjson
 
 clean:
 	rm -rf $(VENV) .venv-scan .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -567,6 +567,25 @@ def _redrive(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
 
 
+# --------------------------------------------------------------------------- warehouse
+
+
+def _configure_warehouse(parser: argparse.ArgumentParser) -> None:
+    from ga4_stitch.warehouse import configure
+
+    configure(parser)
+
+
+def _warehouse(args: argparse.Namespace) -> int:
+    """The dbt models on DuckDB over an export (docs/warehouse.md)."""
+    from ga4_stitch.warehouse import command
+
+    try:
+        return command(args, progress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "simulate",
@@ -609,6 +628,12 @@ COMMANDS: tuple[Command, ...] = (
         "publish dead letters again after their cause is fixed (or list them)",
         _configure_redrive,
         _redrive,
+    ),
+    Command(
+        "warehouse",
+        "build the warehouse models (dbt) on DuckDB over an export, print their summary",
+        _configure_warehouse,
+        _warehouse,
     ),
 )
 

@@ -821,3 +821,22 @@ variable "alert_alignment_period_seconds" {
     error_message = "alert_alignment_period_seconds must be a whole number between 60 and 86400."
   }
 }
+
+# --- warehouse models ------------------------------------------------------------------
+
+variable "enable_warehouse_dataset" {
+  description = "Create the dataset the dbt warehouse models write to, and a service account that may only read the export and write there (needs enable_bigquery_export)."
+  type        = bool
+  default     = false
+}
+
+variable "warehouse_dataset_id" {
+  description = "Dataset for the warehouse models (stitched_events, sessions, users, session_breakage)."
+  type        = string
+  default     = "ga4_stitch_warehouse"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.warehouse_dataset_id)) && length(var.warehouse_dataset_id) <= 1024
+    error_message = "warehouse_dataset_id must be 1-1024 letters, digits or '_'."
+  }
+}
