@@ -11,6 +11,13 @@ Request sizes are summed per method too (serialized protobuf bytes: a ``Commit``
 carries whole documents). Unary calls also record their outcome (``Commit`` failing
 ``FAILED_PRECONDITION`` is a lost optimistic race); streaming calls are counted when
 they start.
+
+Documents are counted too, the unit Firestore bills (``documents()``): every name in a
+``BatchGetDocuments`` is one read, found or missing; every ``Write`` of a ``Commit`` (or
+``BatchWrite``) one write, or one delete when it is a delete; a ``RunQuery`` the documents
+its responses carry, at least one. The writes of a ``Commit`` that failed are kept apart
+(``write_failed`` / ``delete_failed``). One counter per client: give each function's
+client its own to count the functions apart.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
         self._calls: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._bytes: Counter[str] = Counter()
+        self._documents: Counter[str] = Counter()
 
     def intercept_unary_unary(
         self, continuation: Continuation, client_call_details: Any, request: Any
@@ -40,16 +48,28 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
         method = self._count(client_call_details, request)
         outcome = continuation(client_call_details, request)
         code = outcome.code()
-        if code is not None and code != grpc.StatusCode.OK:
-            with self._lock:
+        documents = request_documents(method, request)
+        with self._lock:
+            if code is not None and code != grpc.StatusCode.OK:
                 self._failures[f"{method}:{code.name}"] += 1
+                documents = Counter({f"{kind}_failed": n for kind, n in documents.items()})
+            self._documents.update(documents)
         return outcome
 
     def intercept_unary_stream(
         self, continuation: Continuation, client_call_details: Any, request: Any
     ) -> Any:
-        self._count(client_call_details, request)
-        return continuation(client_call_details, request)
+        method = self._count(client_call_details, request)
+        responses = continuation(client_call_details, request)
+        if method == "RunQuery":
+            return _CountedQuery(responses, self._add_documents)
+        with self._lock:
+            self._documents.update(request_documents(method, request))
+        return responses
+
+    def _add_documents(self, kind: str, count: int) -> None:
+        with self._lock:
+            self._documents[kind] += count
 
     def _count(self, client_call_details: Any, request: Any) -> str:
         method = str(client_call_details.method).rsplit("/", 1)[-1]
@@ -69,6 +89,12 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
         with self._lock:
             return Counter(self._failures)
 
+    def documents(self) -> Counter[str]:
+        """Documents by billing kind: ``read``, ``write``, ``delete`` (and the writes
+        and deletes of failed commits as ``write_failed`` / ``delete_failed``)."""
+        with self._lock:
+            return Counter(self._documents)
+
     def mean_request_bytes(self, method: str) -> float:
         """Mean serialized request size of ``method`` (a ``Commit`` carries the documents)."""
         with self._lock:
@@ -84,6 +110,57 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
             self._calls.clear()
             self._failures.clear()
             self._bytes.clear()
+            self._documents.clear()
+
+
+class _CountedQuery:
+    """A ``RunQuery`` response stream that counts the documents it yields (at least one
+    read per query, even an empty one), passing everything else through."""
+
+    def __init__(self, responses: Any, add: Callable[[str, int], None]) -> None:
+        self._responses = responses
+        self._add = add
+        self._documents = 0
+        self._done = False
+
+    def __iter__(self) -> _CountedQuery:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            response = next(self._responses)
+        except StopIteration:
+            self._finish()
+            raise
+        if getattr(response, "document", None) is not None and response.document.name:
+            self._documents += 1
+        return response
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._add("read", max(1, self._documents))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._responses, name)
+
+
+def request_documents(method: str, request: Any) -> Counter[str]:
+    """The documents one request bills, by kind, read from the request itself: a
+    ``BatchGetDocuments`` reads every name it lists (a missing document is still a read),
+    a ``Commit`` or ``BatchWrite`` writes or deletes one document per ``Write``. Other
+    methods (``BeginTransaction``, ``Rollback``...) bill no document."""
+    to_pb = getattr(type(request), "pb", None)
+    message = to_pb(request) if to_pb is not None else request
+    if method == "BatchGetDocuments":
+        return Counter({"read": len(message.documents)})
+    if method in ("Commit", "BatchWrite"):
+        kinds = Counter(
+            "delete" if write.WhichOneof("operation") == "delete" else "write"
+            for write in message.writes
+        )
+        return Counter({kind: n for kind, n in kinds.items() if n})
+    return Counter()
 
 
 def _request_bytes(request: Any) -> int:

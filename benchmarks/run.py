@@ -5,8 +5,10 @@
 Starts its own Firestore and Pub/Sub emulators (stopped at the end whatever happens),
 runs each benchmark, and writes ``results/<name>.json`` per benchmark plus
 ``results/summary.json`` and ``results/TABLE.md`` (the table the README includes) built
-from every benchmark file present. ``--quick`` is a smoke run of a minute or two on small
-streams; it writes to ``results/quick/`` so the committed figures stay those of a full run.
+from every benchmark file present, with the cost per month as a section of its own
+(``--only cost`` runs just that, reading the end-to-end CPU from ``results/e2e.json``).
+``--quick`` is a smoke run of a minute or two on small streams; it writes to
+``results/quick/`` so the committed figures stay those of a full run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy_bench, e2e_bench, resolver_bench, scaling_bench
+from benchmarks import accuracy_bench, cost_bench, e2e_bench, resolver_bench, scaling_bench
 from benchmarks.common import BenchEnv, quiet_logs
 from benchmarks.designs import PROJECT
 from benchmarks.report import Row, console, markdown
@@ -37,6 +39,7 @@ BENCHMARKS: dict[str, tuple[Runner, Tabulator]] = {
     "accuracy": (accuracy_bench.run, accuracy_bench.rows),
     "scaling": (scaling_bench.run, scaling_bench.rows),
     "e2e": (e2e_bench.run, e2e_bench.rows),
+    "cost": (cost_bench.run, cost_bench.rows),
 }
 
 
@@ -77,7 +80,8 @@ def _run_one(name: str, env: BenchEnv, out: Path, *, quick: bool, work: Path) ->
     run, rows = BENCHMARKS[name]
     print(f"[{name}] running{' (quick)' if quick else ''}...", flush=True)
     began = time.monotonic()
-    result = run(env, quick=quick, work=work)
+    options: dict[str, Any] = {"results": out} if name == "cost" else {}
+    result = run(env, quick=quick, work=work, **options)
     seconds = time.monotonic() - began
     table = rows(result)
     document = {
@@ -119,7 +123,11 @@ def _write_summary(out: Path, seconds: float) -> list[Row]:
         "rows": [row.to_json() for row in rows],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "TABLE.md").write_text(markdown(rows))
+    table = markdown(rows)
+    if "cost" in benchmarks:
+        cost = json.loads((out / "cost.json").read_text())["result"]
+        table += cost_bench.markdown_section(cost)
+    (out / "TABLE.md").write_text(table)
     return rows
 
 
