@@ -16,18 +16,26 @@ end to end (the forwarder's ledger included), and its errors attributed as in th
 accuracy benchmark, with the order events reached GA4 standing for the order the
 resolver processed them (approximate: the forwarder runs in between). The baseline is a
 resolver, not a pipeline, so there is no baseline column here.
+
+Each pass also reports CPU milliseconds per published delivery of every process the
+pipeline runs on (``process_cpu_ms_per_event``): the ``resolve`` and ``forward``
+functions (their process groups, functions-framework included) and each emulator (found
+by the ``--host-port`` it was started with), from ``/proc/<pid>/stat`` utime + stime.
+The functions' figures are what Cloud Run would bill CPU for (``benchmarks/cost_bench.py``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from benchmarks.attribution import attribute
 from benchmarks.common import BenchEnv, Stream, make_stream
+from benchmarks.cpu import group_cpu_seconds
 from benchmarks.report import Row, verdict
-from ga4_stitch.pipeline import LocalPipeline, PipelineOptions
+from ga4_stitch.pipeline import FUNCTIONS, LocalPipeline, PipelineOptions
 from ga4_stitch.replay import ReplaySummary, replay
 from ga4_stitch.score import load_sent, score
 
@@ -45,16 +53,65 @@ def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
     )
     passes: dict[str, Any] = {}
     with LocalPipeline(options) as pipeline:
+        groups = process_groups(pipeline, env)
+        before = _cpu(groups)
         burst = _pass(pipeline, stream.deliveries, work / "e2e-burst.ndjson", None)
-        passes["burst"] = _figures(burst, stream)
+        passes["burst"] = {
+            **_figures(burst, stream),
+            "process_cpu_ms_per_event": _cpu_per_event(before, _cpu(groups), burst.events_in),
+        }
         rate = PACE_SHARE * (burst.throughput_per_second or 10.0)
+        before = _cpu(groups)
         paced = _pass(pipeline, small.deliveries, work / "e2e-paced.ndjson", rate)
-        passes["paced"] = {"rate_per_second": round(rate, 1), **_figures(paced, small)}
+        passes["paced"] = {
+            "rate_per_second": round(rate, 1),
+            **_figures(paced, small),
+            "process_cpu_ms_per_event": _cpu_per_event(before, _cpu(groups), paced.events_in),
+        }
     return {
         "stream": {"people": people, "seed": SEED, **stream.stats},
         "paced_stream": {"people": paced_people, "seed": SEED + 1, **small.stats},
         "passes": passes,
     }
+
+
+def process_groups(pipeline: LocalPipeline, env: BenchEnv) -> dict[str, int]:
+    """Process group of each process the pipeline runs on: the two functions it started
+    (each in its own group, leader first) and the emulators it was given. A function the
+    pipeline restarts during a pass takes its CPU with it: the figure is then a floor."""
+    groups = {f"{name} function": pipeline.function_pid(name) for name in FUNCTIONS}
+    for kind, host in (("firestore", env.firestore_host), ("pubsub", env.pubsub_host)):
+        pgid = _group_listening_on(host) if host else None
+        if pgid is not None:
+            groups[f"{kind} emulator"] = pgid
+    return groups
+
+
+def _group_listening_on(host: str) -> int | None:
+    """The process group of the process started with ``--host-port=<host>``."""
+    flag = f"--host-port={host}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if flag not in (entry / "cmdline").read_bytes().split(b"\0"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        return int(fields[2])
+    return None
+
+
+def _cpu(groups: Mapping[str, int]) -> dict[str, float]:
+    return {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
+
+
+def _cpu_per_event(
+    before: Mapping[str, float], after: Mapping[str, float], events: int
+) -> dict[str, float]:
+    per = 1000 / max(1, events)
+    return {name: round((after[name] - before[name]) * per, 3) for name in before}
 
 
 def _pass(
@@ -93,6 +150,7 @@ def _figures(summary: ReplaySummary, stream: Stream) -> dict[str, Any]:
 def rows(result: dict[str, Any]) -> list[Row]:
     burst, paced = result["passes"]["burst"], result["passes"]["paced"]
     events = result["stream"]["deliveries"]
+    cpu = burst.get("process_cpu_ms_per_event") or {}
     table = [
         Row(
             "e2e",
@@ -104,6 +162,18 @@ def rows(result: dict[str, Any]) -> list[Row]:
             "",
         )
     ]
+    if cpu:
+        table.append(
+            Row(
+                "e2e",
+                f"CPU ms/delivery by process ({events:,} at once)",
+                "",
+                " / ".join(f"{name} {value:.2f}" for name, value in cpu.items()),
+                None,
+                "",
+                "",
+            )
+        )
     for name, figures in (("burst", burst), ("paced", paced)):
         latency = figures["latency_ms"]
         label = (

@@ -268,7 +268,9 @@ def _describe(info: PipelineInfo, state_file: Path) -> list[str]:
         f"Firestore emulator {info.firestore_host}",
         f"resolve function   {info.functions['resolve']}   log {info.logs['resolve']}",
         f"forward function   {info.functions['forward']}   log {info.logs['forward']}",
-        f"local GA4          {info.ga4_url}/mp/collect   record {info.ga4_record}",
+        f"local GA4          {info.ga4_url}/mp/collect   record {info.ga4_record}"
+        if info.ga4_record
+        else f"GA4 endpoint       {info.ga4_url}/mp/collect   (--ga4-endpoint, not recorded)",
         f"topic {topics['raw_events']} -> push {subscriptions['resolve']} -> resolve",
         f"topic {topics['enriched']} -> push {subscriptions['forward']} -> forward",
         f"topic {topics['identity_links']} -> pull {subscriptions['identity_links']}",
@@ -305,6 +307,12 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep what already-running emulators hold (default: start with empty Firestore)",
     )
+    parser.add_argument(
+        "--ga4-endpoint",
+        metavar="URL",
+        help="forward to this Measurement Protocol host instead of the local GA4 endpoint "
+        "(replay then cannot see what reached it)",
+    )
     _ordering_argument(parser)
     _add_state_arguments(parser)
 
@@ -317,10 +325,18 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(PipelineError):
             running = PipelineInfo.load(state_file)
             raise UsageError(f"a pipeline already runs (pid {running.pid}, {state_file})")
-    options = PipelineOptions(work_dir=_state_dir(args.state_dir) / "run", keep_data=args.keep_data)
+    if args.ga4_endpoint and not args.ga4_endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"--ga4-endpoint {args.ga4_endpoint!r} is not an http(s) URL")
+    if args.ga4_endpoint and args.demo:
+        raise UsageError("--demo needs the local GA4 endpoint; leave out --ga4-endpoint")
+    options = PipelineOptions(
+        work_dir=_state_dir(args.state_dir) / "run",
+        keep_data=args.keep_data,
+        ga4_endpoint=args.ga4_endpoint,
+    )
     try:
         with LocalPipeline(options, report=progress) as pipeline:
-            pipeline.info.save(state_file)
+            pipeline.save_state(state_file)
             for line in _describe(pipeline.info, state_file):
                 progress(line)
             if args.demo:
@@ -344,7 +360,10 @@ def _watch(pipeline: LocalPipeline) -> int:
         time.sleep(0.5)
         dead = pipeline.dead_processes()
         if dead:
-            progress(f"stopping: {', '.join(dead)} exited on its own (see the logs above)")
+            for name in dead:
+                progress(f"{name} exited on its own; last lines of its log:")
+                progress(pipeline.log_tail(name))
+            progress(f"stopping: {', '.join(dead)} exited on its own")
             return 1
 
 
@@ -431,6 +450,13 @@ def _replay(args: argparse.Namespace) -> int:
                 summary = replay(pipeline, args.events, args.out, **options)
     except PipelineError as exc:
         progress(f"ga4-stitch replay: error: {exc}")
+        return 1
+    if summary.pipeline_lost:
+        print(json.dumps(summary.to_json(), indent=2) if args.json else summary.format())
+        progress(
+            f"ga4-stitch replay: error: the pipeline was lost ({summary.pipeline_lost}); "
+            f"the summary above is partial, {summary.out_path} holds what GA4 got until then"
+        )
         return 1
     sent = _load_sent(Path(summary.out_path)) if truth is not None else []
     if args.json:

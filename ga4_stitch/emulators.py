@@ -78,11 +78,17 @@ class Emulator:
 
 
 def spawn(
-    command: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    command: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    append: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` in a process group of its own, output to ``log_path``, so that
-    ``stop_process_group`` can end it and every child it spawns."""
-    with log_path.open("wb") as log:
+    ``stop_process_group`` can end it and every child it spawns. ``append`` keeps what the
+    log holds (a restarted process continues its predecessor's log, which readers tail)."""
+    with log_path.open("ab" if append else "wb") as log:
         return subprocess.Popen(
             command,
             stdout=log,
@@ -124,6 +130,17 @@ def running_emulators(
     finally:
         for emulator in started.values():
             emulator.stop()
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log, indented, for an error message ("" if none)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - 16_384))
+            text = file.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(f"    {line}" for line in text.splitlines()[-lines:])
 
 
 def clear_firestore(host: str, project: str) -> None:

@@ -1,12 +1,22 @@
 """The whole pipeline on this machine, for the duration of a ``with`` block.
 
 ``LocalPipeline`` starts (or attaches to) the Pub/Sub and Firestore emulators, creates the
-topics and subscriptions the way ``terraform/pubsub.tf`` does in the cloud (ordered push
-subscriptions with a retry and a dead-letter policy feeding the two functions, pull
-subscriptions on both dead-letter topics), runs ``resolve`` and ``forward`` under
-functions-framework as separate processes, and serves the local GA4 endpoint in a thread.
-``info`` says where everything listens; ``PipelineInfo.save`` writes it as the state file
-other commands attach to.
+topics and subscriptions ``terraform/pubsub.tf`` creates in the cloud, runs ``resolve`` and
+``forward`` under functions-framework as separate processes, and serves the local GA4
+endpoint in a thread (or hands the functions another ``ga4_endpoint``). ``info`` says
+where everything listens; ``PipelineInfo.save`` writes it as the state file other
+commands attach to.
+
+Push delivery is not the emulator's: its push loop ignores the retry backoff and stops for
+good after its first dead letter. The two function subscriptions are pull subscriptions on
+the emulator, and a ``ga4_stitch.delivery.PushLoop`` per function pushes to it the way the
+production push subscription does, with the ``DeliveryPolicy`` (ordering per key, backoff,
+ack deadline, attempts, dead letters with Pub/Sub's attributes).
+
+Functions are supervised as Cloud Run supervises instances: one that exits is started
+again on the same port, with a growing pause (``RESTART_DELAYS``), and reported with the
+last lines of its log; a function's worker that functions-framework replaces is reported
+too. Only a lost emulator ends the pipeline (``dead_processes``).
 
 Invariant: every process the pipeline starts runs in its own process group and is stopped
 (SIGTERM, then SIGKILL) when the block ends, whatever ends it: a normal exit, an
@@ -18,6 +28,7 @@ groups (gcloud's Java children included) and raises ``OrphanProcessError`` namin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -34,11 +45,19 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from ga4_stitch.delivery import (
+    EmulatorDeadLetters,
+    EmulatorSource,
+    HttpPusher,
+    PushLoop,
+    RetryPolicy,
+)
 from ga4_stitch.emulators import (
     HOST_VARIABLES,
     Emulator,
     clear_firestore,
     free_port,
+    log_tail,
     spawn,
     start_emulator,
     stop_process_group,
@@ -58,6 +77,10 @@ LOCAL_SECRETS = {
 FUNCTIONS = ("resolve", "forward")
 MAIN = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 _ENVIRONMENT_LOCK = threading.Lock()
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pause before the n-th restart of a function in a row (the last one repeats); a function
+that stayed up for ``STABLE_SECONDS`` starts again from the first."""
+STABLE_SECONDS = 60.0
 
 
 class PipelineError(RuntimeError):
@@ -70,12 +93,21 @@ class OrphanProcessError(PipelineError):
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    """Push subscription settings; defaults are ``terraform/variables.tf``'s."""
+    """Push subscription settings; defaults are ``terraform/variables.tf``'s (a test
+    compares them), which stay the one description of the production policy."""
 
     ack_deadline_seconds: int = 60
     minimum_backoff_seconds: int = 10
     maximum_backoff_seconds: int = 600
     max_delivery_attempts: int = 10
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            ack_deadline_seconds=self.ack_deadline_seconds,
+            minimum_backoff_seconds=self.minimum_backoff_seconds,
+            maximum_backoff_seconds=self.maximum_backoff_seconds,
+            max_delivery_attempts=self.max_delivery_attempts,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,10 @@ class PipelineOptions:
     firestore_host: str | None = None
     emulators_from_environment: bool = True
     """Use the emulators ``PUBSUB_EMULATOR_HOST`` / ``FIRESTORE_EMULATOR_HOST`` name."""
+    ga4_endpoint: str | None = None
+    """Where the forwarder sends (``GA4_ENDPOINT``); None: the local GA4 endpoint."""
+    push_workers: int = 24
+    """Pushes in flight at once per function subscription (different ordering keys)."""
 
 
 def subscription_names(topics: Topics) -> dict[str, str]:
@@ -241,6 +277,14 @@ class LocalPipeline:
         self._emulators: dict[str, Emulator] = {}
         self._hosts: dict[str, str] = {}
         self._functions: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        self._function_lock = threading.Lock()
+        self._loops: dict[str, PushLoop] = {}
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._state_file: Path | None = None
+        self._restarts: dict[str, int] = {}
+        self._streak: dict[str, int] = {}
+        self._ga4_url = ""
         self._ga4: LocalGa4 | None = None
         self._signals: dict[signal.Signals, Any] = {}
         self._info: PipelineInfo | None = None
@@ -253,9 +297,30 @@ class LocalPipeline:
 
     @property
     def process_groups(self) -> list[int]:
-        """Process group ids of every process this pipeline started."""
+        """Process group ids of every process this pipeline runs now."""
         started = [e.process.pid for e in self._emulators.values()]
-        return started + [process.pid for process, _ in self._functions.values()]
+        with self._function_lock:
+            return started + [process.pid for process, _ in self._functions.values()]
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Restarts of each function so far."""
+        return dict(self._restarts)
+
+    def function_pid(self, name: str) -> int:
+        """The current process (and process group) of function ``name``."""
+        with self._function_lock:
+            return self._functions[name][0].pid
+
+    @property
+    def push_loops(self) -> dict[str, PushLoop]:
+        return dict(self._loops)
+
+    def save_state(self, path: Path) -> None:
+        """Write ``info`` to ``path``, and again whenever it changes (a restarted function
+        is a new process group)."""
+        self._state_file = path
+        self.info.save(path)
 
     def __enter__(self) -> LocalPipeline:
         self._install_signal_handlers()
@@ -275,10 +340,17 @@ class LocalPipeline:
         self._stop()
 
     def dead_processes(self) -> list[str]:
-        """Names of started processes that have exited on their own."""
+        """Names of started processes that exited on their own and will not come back: the
+        emulators (a function that exits is restarted by the supervisor)."""
         processes = {f"{k} emulator": e.process for k, e in self._emulators.items()}
-        processes.update({f"{name} function": p for name, (p, _) in self._functions.items()})
         return [name for name, process in processes.items() if process.poll() is not None]
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """The last lines of a process's log (``name`` as ``dead_processes`` gives it)."""
+        kind, _, _ = name.partition(" ")
+        if kind in self._emulators:
+            return log_tail(self._emulators[kind].log_path, lines)
+        return log_tail(self.options.work_dir / "logs" / f"{kind}.log", lines)
 
     # ------------------------------------------------------------------ start
 
@@ -294,10 +366,19 @@ class LocalPipeline:
                 raise PipelineError(f"cannot empty the Firestore emulator: {exc}") from exc
         record = self.options.work_dir / "ga4.ndjson"
         record.unlink(missing_ok=True)
-        self._ga4 = LocalGa4(record).__enter__()
+        if self.options.ga4_endpoint:
+            ga4_url, ga4_record = self.options.ga4_endpoint.rstrip("/"), ""
+        else:
+            self._ga4 = LocalGa4(record).__enter__()
+            ga4_url, ga4_record = self._ga4.url, str(record.resolve())
         self._report("starting the resolve and forward functions...")
-        self._start_functions(logs, self._ga4.url)
+        self._start_functions(logs, ga4_url)
         self._create_subscriptions()
+        self._start_push_loops()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="pipeline-supervisor", daemon=True
+        )
+        self._supervisor.start()
         self._info = PipelineInfo(
             project=self.options.project,
             pubsub_host=self._hosts["pubsub"],
@@ -305,8 +386,8 @@ class LocalPipeline:
             functions={
                 name: f"http://127.0.0.1:{port}/" for name, (_, port) in self._functions.items()
             },
-            ga4_url=self._ga4.url,
-            ga4_record=str(record.resolve()),
+            ga4_url=ga4_url,
+            ga4_record=ga4_record,
             logs={name: str((logs / f"{name}.log").resolve()) for name in FUNCTIONS},
             topics=asdict(self.topics),
             subscriptions=self.subscriptions,
@@ -377,23 +458,25 @@ class LocalPipeline:
         )
         return env
 
+    def _spawn_function(self, name: str, port: int, *, append: bool) -> subprocess.Popen[bytes]:
+        return spawn(
+            [
+                functions_framework_command(),
+                *("--target", name, "--source", str(MAIN)),
+                *("--signature-type", "cloudevent"),
+                *("--host", "127.0.0.1", "--port", str(port)),
+            ],
+            self.options.work_dir / "logs" / f"{name}.log",
+            env=self._function_env(self._ga4_url),
+            cwd=MAIN.parent.parent,
+            append=append,
+        )
+
     def _start_functions(self, logs: Path, ga4_url: str) -> None:
-        command = functions_framework_command()
-        env = self._function_env(ga4_url)
+        self._ga4_url = ga4_url
         for name in FUNCTIONS:
             port = free_port()
-            process = spawn(
-                [
-                    command,
-                    *("--target", name, "--source", str(MAIN)),
-                    *("--signature-type", "cloudevent"),
-                    *("--host", "127.0.0.1", "--port", str(port)),
-                ],
-                logs / f"{name}.log",
-                env=env,
-                cwd=MAIN.parent.parent,
-            )
-            self._functions[name] = (process, port)
+            self._functions[name] = (self._spawn_function(name, port, append=False), port)
         for name, (process, port) in self._functions.items():
             try:
                 wait_for_port("127.0.0.1", port, self.options.startup_timeout, process)
@@ -404,7 +487,6 @@ class LocalPipeline:
     def _create_subscriptions(self) -> None:
         from google.api_core import exceptions as gexc
         from google.cloud.pubsub_v1 import SubscriberClient
-        from google.protobuf import duration_pb2
 
         with self._client_environment():
             subscriber = SubscriberClient()
@@ -420,27 +502,14 @@ class LocalPipeline:
         }
         requests: list[dict[str, Any]] = []
         for role, source in pushes.items():
+            # A pull subscription that the push loop drains: ordering, backoff and dead
+            # letters are the loop's (the emulator withholds an ordered pull subscription's
+            # later messages per key behind unacknowledged ones, which the loop holds).
             requests.append(
                 {
                     "name": self.subscriptions[role],
                     "topic": topic(source),
-                    "push_config": {
-                        "push_endpoint": f"http://127.0.0.1:{self._functions[role][1]}/"
-                    },
                     "ack_deadline_seconds": delivery.ack_deadline_seconds,
-                    "enable_message_ordering": True,
-                    "retry_policy": {
-                        "minimum_backoff": duration_pb2.Duration(
-                            seconds=delivery.minimum_backoff_seconds
-                        ),
-                        "maximum_backoff": duration_pb2.Duration(
-                            seconds=delivery.maximum_backoff_seconds
-                        ),
-                    },
-                    "dead_letter_policy": {
-                        "dead_letter_topic": topic(dead_letters[role]),
-                        "max_delivery_attempts": delivery.max_delivery_attempts,
-                    },
                 }
             )
         for role, source in dead_letters.items():
@@ -464,6 +533,124 @@ class LocalPipeline:
             with contextlib.suppress(gexc.NotFound):
                 subscriber.delete_subscription(subscription=path)
             subscriber.create_subscription(request={**request, "name": path})
+
+    def _start_push_loops(self) -> None:
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+        from google.cloud.pubsub_v1.types import BatchSettings
+
+        with self._client_environment():
+            subscriber = SubscriberClient()
+            publisher = PublisherClient(batch_settings=BatchSettings(max_latency=0.01))
+        project = self.options.project
+        dead_letters = {
+            "resolve": self.topics.resolve_dead_letter,
+            "forward": self.topics.forward_dead_letter,
+        }
+        workers = self.options.push_workers
+        for role in FUNCTIONS:
+            path = f"projects/{project}/subscriptions/{self.subscriptions[role]}"
+            self._loops[role] = PushLoop(
+                path,
+                f"http://127.0.0.1:{self._functions[role][1]}/",
+                self.options.delivery.retry_policy(),
+                source=EmulatorSource(subscriber, path),
+                push=HttpPusher(workers),
+                dead_letter=EmulatorDeadLetters(
+                    publisher, f"projects/{project}/topics/{dead_letters[role]}"
+                ),
+                workers=workers,
+                report=self._prefixed(f"{role} delivery: "),
+            ).start()
+
+    def _prefixed(self, prefix: str) -> Callable[[str], None]:
+        def report(text: str) -> None:
+            self._report(prefix + text)
+
+        return report
+
+    # ------------------------------------------------------------------ supervise
+
+    def _supervise(self) -> None:
+        """Restart a function that exited; report a worker functions-framework replaced."""
+        started = {name: time.monotonic() for name in self._functions}
+        members = {name: set(group_members(p.pid)) for name, (p, _) in self._functions.items()}
+        for tick in itertools.count():
+            if self._stopping.wait(0.2):
+                return
+            for name in FUNCTIONS:
+                with self._function_lock:
+                    if self._stopping.is_set() or name not in self._functions:
+                        return
+                    process, port = self._functions[name]
+                if process.poll() is None:
+                    if tick % 5:
+                        continue  # workers are looked for once a second: /proc is a scan
+                    now = set(group_members(process.pid))
+                    gone = members[name] - now
+                    if gone and process.pid not in gone and now:
+                        self._report(
+                            f"{name} function: worker {', '.join(map(str, sorted(gone)))} "
+                            f"exited; functions-framework runs "
+                            f"{', '.join(map(str, sorted(now - {process.pid})))} now"
+                        )
+                    members[name] = now
+                    continue
+                if time.monotonic() - started[name] > STABLE_SECONDS:
+                    self._streak[name] = 0
+                restarted = self._restart_function(name, process, port)
+                if restarted is None:
+                    return
+                started[name] = time.monotonic()
+                members[name] = set(group_members(restarted.pid))
+            self._update_state_file()
+
+    def _restart_function(
+        self, name: str, process: subprocess.Popen[bytes], port: int
+    ) -> subprocess.Popen[bytes] | None:
+        streak = self._streak.get(name, 0)
+        count = self._restarts.get(name, 0)
+        delay = RESTART_DELAYS[min(streak, len(RESTART_DELAYS) - 1)]
+        code = process.returncode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        tail = log_tail(self.options.work_dir / "logs" / f"{name}.log", 10)
+        self._report(
+            f"{name} function exited ({how}); restarting it in {delay:g} s "
+            f"(restart {count + 1}); last lines of its log:\n{tail}"
+        )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        wait_group_gone(process.pid, 5.0)
+        if self._stopping.wait(delay):
+            return None
+        with self._function_lock:
+            if self._stopping.is_set():
+                return None
+            restarted = self._spawn_function(name, port, append=True)
+            self._functions[name] = (restarted, port)
+            self._restarts[name] = count + 1
+            self._streak[name] = streak + 1
+        deadline = time.monotonic() + self.options.startup_timeout
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            if restarted.poll() is not None:
+                return restarted  # the next round reports it and tries again
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                self._report(f"{name} function restarted (pid {restarted.pid}, port {port})")
+                return restarted
+            time.sleep(0.1)
+        if not self._stopping.is_set():
+            self._report(f"{name} function does not listen on port {port} yet; still waiting")
+        return restarted
+
+    def _update_state_file(self) -> None:
+        if self._info is None:
+            return
+        groups = self.process_groups
+        if groups == self._info.process_groups:
+            return
+        self._info = PipelineInfo.from_json({**self._info.to_json(), "process_groups": groups})
+        if self._state_file is not None:
+            with contextlib.suppress(OSError):
+                self._info.save(self._state_file)
 
     # ------------------------------------------------------------------ stop
 
@@ -494,11 +681,16 @@ class LocalPipeline:
                 self._signals.clear()
 
     def _stop_everything(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=30)
+            self._supervisor = None
+        for loop in self._loops.values():
+            loop.stop()
+        self._loops.clear()
         groups = self.process_groups
         if groups:
             self._report(f"stopping {len(groups)} processes...")
-        if self._functions and not self._emulators.get("pubsub"):
-            self._delete_push_subscriptions()
         for process, _ in reversed(list(self._functions.values())):
             stop_process_group(process)
         if self._ga4 is not None:
@@ -515,15 +707,3 @@ class LocalPipeline:
                 os.killpg(pgid, signal.SIGKILL)
         if left:
             raise OrphanProcessError(f"processes outlived the pipeline (killed): {left}")
-
-    def _delete_push_subscriptions(self) -> None:
-        """On emulators we do not own, stop them pushing to ports that are about to close."""
-        from google.api_core import exceptions as gexc
-        from google.cloud.pubsub_v1 import SubscriberClient
-
-        with self._client_environment():
-            subscriber = SubscriberClient()
-        for role in FUNCTIONS:
-            path = subscriber.subscription_path(self.options.project, self.subscriptions[role])
-            with contextlib.suppress(gexc.GoogleAPIError):
-                subscriber.delete_subscription(subscription=path, timeout=5)

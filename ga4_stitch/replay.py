@@ -23,6 +23,12 @@ seconds, so a checkout domain's events before and after a hop would otherwise ra
 other in a way the seconds between them in real traffic never allow. ``received`` keys by
 the ``client_id`` exactly as sent, like publishers other than ours, to show that race.
 
+A replay outlives trouble in its pipeline: a function that exits is restarted by the
+pipeline, and the replay keeps waiting. When the pipeline itself is lost (the ``run``
+process it attached to is gone, or an emulator of its own pipeline died) it stops
+waiting, records why in ``pipeline_lost`` and still writes both outputs with what it saw,
+so the caller can print one error and the partial summary.
+
 Latency is the GA4 receipt time minus the time the event was handed to the publisher, so a
 burst replay measures queueing too; ``rate`` paces publishing to measure the pipeline at a
 given load.
@@ -31,6 +37,7 @@ given load.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -43,7 +50,13 @@ from typing import Any
 
 from ga4_stitch.emulators import clear_firestore
 from ga4_stitch.parity import is_campaign_event
-from ga4_stitch.pipeline import LocalPipeline, PipelineInfo, client_environment
+from ga4_stitch.pipeline import (
+    LocalPipeline,
+    PipelineError,
+    PipelineInfo,
+    client_environment,
+    process_alive,
+)
 
 MAX_ATTRIBUTE_BYTES = 1024
 ORDERING_KEYS = ("received", "canonical")
@@ -233,6 +246,22 @@ def dead_letter_event_id(
 # --------------------------------------------------------------------------- summary
 
 
+def duplicate_counts(
+    deliveries: Mapping[str, int], requests: Mapping[str, int], taken_over: Iterable[str]
+) -> tuple[int, int]:
+    """(duplicates suppressed, duplicates sent after a takeover) from the deliveries
+    published per event and the GA4 requests per sent event.
+
+    Suppressed counts, per sent event, the deliveries that did not become a request; an
+    event GA4 got more often than it was published (a crashed delivery's claim taken over
+    and sent again) suppressed none, never a negative number. The second figure is those
+    extra requests of events a takeover sent: the crash window, counted apart."""
+    resent = set(taken_over)
+    suppressed = sum(max(0, deliveries.get(event, 0) - count) for event, count in requests.items())
+    after_takeover = sum(count - 1 for event, count in requests.items() if event in resent)
+    return suppressed, after_takeover
+
+
 @dataclass
 class ReplaySummary:
     lines: int = 0
@@ -255,7 +284,15 @@ class ReplaySummary:
     duplicate_deliveries: int = 0
     """Messages repeating an event id already published."""
     duplicates_suppressed: int = 0
-    """Repeated deliveries of sent events that did not reach GA4 again."""
+    """Repeated deliveries of sent events that did not reach GA4 again (per event, its
+    deliveries beyond the requests GA4 got for it; never below 0)."""
+    duplicates_after_takeover: int = 0
+    """Duplicates sent by a delivery that took over a crashed delivery's ledger claim: the
+    crash fell after GA4 took the request and before the ledger recorded it (the window
+    ``docs/forwarding.md`` describes). Part of ``duplicates_sent``."""
+    pipeline_lost: str | None = None
+    """Why the replay stopped watching before every event was accounted for: its pipeline
+    went away. The summary is partial."""
     sessions: int = 0
     users: int = 0
     users_stitched: int = 0
@@ -282,6 +319,7 @@ class ReplaySummary:
             ("sent to GA4", self.sent),
             ("GA4 requests", self.ga4_requests),
             ("duplicates sent", self.duplicates_sent),
+            ("  after a crashed delivery's claim", self.duplicates_after_takeover),
             ("requests with validation messages", self.ga4_requests_with_validation_messages),
             ("dead-lettered", self.dead_lettered),
             *((f"  {reason}", count) for reason, count in self.dead_lettered_by_reason.items()),
@@ -305,6 +343,8 @@ class ReplaySummary:
             rows.insert(3, ("publish failed", self.publish_failed))
         if not self.settled:
             rows.append(("every delivery handled", "not seen in the function logs"))
+        if self.pipeline_lost:
+            rows.insert(0, ("PARTIAL: pipeline lost", self.pipeline_lost))
         return "\n".join(f"{name:<36} {value}" for name, value in rows)
 
 
@@ -368,6 +408,8 @@ class _Watch:
         self.dead: dict[str, dict[str, Any]] = {}
         self.dropped: dict[str, str] = {}
         self.outcomes: dict[str, Counter[str]] = {name: Counter() for name in info.logs}
+        self.taken_over: set[str] = set()
+        """Events a delivery sent after taking over a crashed delivery's claim."""
         self.last_progress = time.monotonic()
         self.last_accounted_micros = 0
 
@@ -442,6 +484,8 @@ class _Watch:
                 event_id = entry.get("event_id")
                 if outcome == "bot_dropped" and isinstance(event_id, str):
                     self.dropped.setdefault(event_id, outcome)
+                if entry.get("taken_over") is True and isinstance(event_id, str):
+                    self.taken_over.add(event_id)
 
     def settled(self, published: int) -> bool:
         """Every published message handled by the resolver, and every enriched message it
@@ -457,6 +501,18 @@ class _Watch:
 
 def _pipeline_info(pipeline: LocalPipeline | PipelineInfo) -> PipelineInfo:
     return pipeline.info if isinstance(pipeline, LocalPipeline) else pipeline
+
+
+def pipeline_lost(pipeline: LocalPipeline | PipelineInfo) -> str | None:
+    """Why the pipeline can no longer finish the replay, or None while it can: an emulator
+    of an own pipeline died (functions are restarted, so they never count), or the
+    ``run`` process an attached replay relies on is gone."""
+    if isinstance(pipeline, LocalPipeline):
+        dead = pipeline.dead_processes()
+        return f"{', '.join(dead)} exited" if dead else None
+    if not process_alive(pipeline.pid):
+        return f"the pipeline's process {pipeline.pid} (ga4-stitch run) is gone"
+    return None
 
 
 def _read_source(
@@ -488,6 +544,12 @@ def replay(
 
     say = report or (lambda _: None)
     info = _pipeline_info(pipeline)
+    if not info.ga4_record:
+        raise PipelineError(
+            f"the pipeline forwards to {info.ga4_url}, not to the local GA4 endpoint, so "
+            "replay cannot see what reached GA4"
+        )
+    lost = functools.partial(pipeline_lost, pipeline)
     parsed = _read_source(events, ordering_key)
     for bad in parsed.bad:
         say(f"line {bad.line}: {bad.reason}; skipped")
@@ -506,9 +568,19 @@ def replay(
     started = time.monotonic()
     start_micros = time.time_ns() // 1000
     try:
-        _publish(publisher, info, parsed.events, watch=watch, summary=summary, rate=rate, say=say)
+        _publish(
+            publisher,
+            info,
+            parsed.events,
+            watch=watch,
+            summary=summary,
+            rate=rate,
+            say=say,
+            lost=lost,
+        )
         summary.publish_seconds = time.monotonic() - started
-        _wait(watch, summary, timeout, settle_seconds, say)
+        if summary.pipeline_lost is None:
+            _wait(watch, summary, timeout, settle_seconds, say, lost=lost)
     finally:
         publisher.stop()
         with contextlib.suppress(Exception):
@@ -527,6 +599,7 @@ def _publish(
     summary: ReplaySummary,
     rate: float | None,
     say: Callable[[str], None],
+    lost: Callable[[], str | None],
 ) -> None:
     topic = publisher.topic_path(info.project, info.topics["raw_events"])
     pending = []
@@ -546,9 +619,13 @@ def _publish(
             say(f"published {index}/{len(events)}")
     failed_keys = set()
     for event, published, future in pending:
+        if summary.pipeline_lost and not future.done():
+            summary.publish_failed += 1
+            continue
         try:
             message_id = str(future.result(timeout=60))
         except Exception as exc:  # noqa: BLE001 - every publish failure is counted, none fatal
+            summary.pipeline_lost = summary.pipeline_lost or lost()
             summary.publish_failed += 1
             failed_keys.add(event.ordering_key)
             say(f"line {event.line}: publish failed: {exc}")
@@ -572,11 +649,14 @@ def _wait(
     timeout: float,
     settle_seconds: float,
     say: Callable[[str], None],
+    *,
+    lost: Callable[[], str | None],
 ) -> None:
     total = len(watch.events)
     last_report = time.monotonic()
     while True:
-        watch.poll()
+        if not _poll(watch, summary, say, lost):
+            return
         done = len(watch.accounted())
         now = time.monotonic()
         if done >= total:
@@ -595,8 +675,36 @@ def _wait(
     deadline = time.monotonic() + settle_seconds
     while not watch.settled(summary.events_in) and time.monotonic() < deadline:
         time.sleep(0.1)
-        watch.poll()
+        if not _poll(watch, summary, say, lost):
+            return
     summary.settled = watch.settled(summary.events_in)
+
+
+def _poll(
+    watch: _Watch,
+    summary: ReplaySummary,
+    say: Callable[[str], None],
+    lost: Callable[[], str | None],
+) -> bool:
+    """One look at the pipeline; False once it is lost (``summary.pipeline_lost`` says
+    why). A failed look at a pipeline still there (an emulator restarting, frozen) is
+    retried on the next round: the no-progress timeout bounds it."""
+    try:
+        watch.poll()
+    except Exception as exc:  # noqa: BLE001 - whatever the client raises, ask why first
+        reason = lost()
+        if reason is None:
+            say(f"could not read the pipeline's progress, trying again: {exc}")
+            time.sleep(1.0)
+            return True
+        summary.pipeline_lost = reason
+    else:
+        summary.pipeline_lost = lost()
+    if summary.pipeline_lost:
+        say(f"stopped waiting: {summary.pipeline_lost}")
+        summary.settled = False
+        return False
+    return True
 
 
 def _finish(watch: _Watch, summary: ReplaySummary, start_micros: int, out_path: Path) -> None:
@@ -615,8 +723,10 @@ def _finish(watch: _Watch, summary: ReplaySummary, start_micros: int, out_path: 
     summary.missing, summary.missing_ids = len(missing), missing[:20]
     summary.duplicate_deliveries = sum(event.deliveries - 1 for event in events.values())
     requests_per_event = Counter(event_id for event_id, _ in watch.requests)
-    summary.duplicates_suppressed = sum(
-        events[event_id].deliveries - count for event_id, count in requests_per_event.items()
+    summary.duplicates_suppressed, summary.duplicates_after_takeover = duplicate_counts(
+        {event_id: event.deliveries for event_id, event in events.items()},
+        requests_per_event,
+        watch.taken_over,
     )
     lines = [sent_line(event_id, body) for event_id, body in watch.requests]
     summary.sessions = len(

@@ -162,13 +162,20 @@ def resolve_runtime(
 def forward_runtime(settings: Settings, *, client: Any | None = None) -> ForwardRuntime:
     """The forward use case on GA4 over HTTP and the Firestore ledger.
 
-    The lease (how long a ``sending`` claim is respected) is twice the longest send, so a
-    live delivery is never taken over. That longest send (budget + one attempt, 28.05 s by
-    default) must stay below the function's timeout and the ack deadline (60 s each by
-    default). A request GA4 may have taken without answering follows
-    ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
+    A delivery renews its ledger claim every ``CLAIM_RENEW_SECONDS`` (4 s) while it holds
+    it, so the lease (how long a ``sending`` claim is respected since its last renewal,
+    ``CLAIM_LEASE_MICROS``, 20 s) no longer has to outlast the longest send, and a crashed
+    delivery's claim is taken over by the redelivery that comes 30 s after the crash under
+    the default backoff (10, 20 s) instead of 70 s. The longest send (budget + one
+    attempt, 28.05 s by default) must still stay below the function's timeout and the ack
+    deadline (60 s each by default). A request GA4 may have taken without answering
+    follows ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
     """
-    from shared.adapters.firestore.ledger import FirestoreForwardLedger
+    from shared.adapters.firestore.ledger import (
+        CLAIM_LEASE_MICROS,
+        CLAIM_RENEW_SECONDS,
+        FirestoreForwardLedger,
+    )
     from shared.adapters.ga4_http import Ga4Client
     from shared.adapters.pubsub import LazyPublisher, PubSubPublisher
 
@@ -182,12 +189,15 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
         attempts=ga4.retry_attempts,
         budget_seconds=ga4.retry_budget_seconds,
     )
-    lease_micros = int(2 * sender.longest_send_seconds * 1_000_000)
     return ForwardRuntime(
         rules=payload_rules(settings),
         sender=sender,
         ledger=FirestoreForwardLedger(
-            client or firestore_client(settings), settings.collection("forwarded"), lease_micros
+            client or firestore_client(settings),
+            settings.collection("forwarded"),
+            CLAIM_LEASE_MICROS,
+            renew_every_seconds=CLAIM_RENEW_SECONDS,
+            clock=system_clock_micros,
         ),
         publisher=LazyPublisher(lambda: PubSubPublisher(settings.project)),
         dead_letter_topic=settings.topics.forward_dead_letter,

@@ -9,6 +9,7 @@ import pytest
 from ga4_stitch.replay import (
     ReplaySummary,
     dead_letter_event_id,
+    duplicate_counts,
     parse_lines,
     percentile,
     sent_line,
@@ -190,3 +191,19 @@ def test_the_summary_names_every_figure() -> None:
     assert "12.5 events/s" in text
     assert "latency p99" in text
     assert json.loads(json.dumps(summary.to_json()))["sent"] == 8
+
+
+def test_duplicates_suppressed_never_goes_negative() -> None:
+    """An event sent twice after one delivery (a takeover after a crash) suppressed
+    nothing, and does not cancel another event's suppressed duplicate."""
+    deliveries = {"e-1": 1, "e-2": 2, "e-3": 3}
+    requests = {"e-1": 2, "e-2": 1, "e-3": 1}
+    assert duplicate_counts(deliveries, requests, {"e-1"}) == (3, 1)
+    assert duplicate_counts(deliveries, requests, set()) == (3, 0)
+
+
+def test_a_lost_pipeline_is_named_first_in_the_partial_summary() -> None:
+    """The summary says it is partial, and why, before any figure."""
+    text = ReplaySummary(sent=3, pipeline_lost="the pipeline's process 42 is gone").format()
+    assert text.splitlines()[0].startswith("PARTIAL: pipeline lost")
+    assert "process 42" in text.splitlines()[0]
