@@ -312,6 +312,11 @@ class LocalPipeline:
         with self._function_lock:
             return self._functions[name][0].pid
 
+    def emulator_process_group(self, kind: str) -> int:
+        """The process group of the ``pubsub`` or ``firestore`` emulator (Java included),
+        for fault runs that freeze it."""
+        return self._emulators[kind].process.pid
+
     @property
     def push_loops(self) -> dict[str, PushLoop]:
         return dict(self._loops)
