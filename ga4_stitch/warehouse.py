@@ -32,11 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.domain.crossdomain.bridging import BridgeCandidate
+from shared.adapters.memory import MemoryLinkEvidence, MemoryStateStore
 from shared.domain.messages import OutgoingMessage
-from shared.domain.state import ClientState
-from shared.errors import ConcurrentUpdate
-from shared.ports import Snapshot, UserLink
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 """The dbt project."""
@@ -83,54 +80,6 @@ class ExportRow:
 
 Export = dict[str, list[ExportRow]]
 """Rows by export table."""
-
-
-class _MemoryStore:
-    """``ClientStateStore`` in memory, with the version preconditions of Firestore's."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, tuple[ClientState, int]] = {}
-        self.version = 0
-
-    def load(self, client_id: str) -> Snapshot:
-        if client_id not in self.states:
-            return Snapshot(state=None, version=None)
-        state, version = self.states[client_id]
-        return Snapshot(state=state, version=version)
-
-    def save(
-        self,
-        snapshot: Snapshot,
-        state: ClientState,
-        links: Sequence[UserLink],
-        expires: datetime,
-        aliases: Sequence[tuple[Snapshot, ClientState]] = (),
-    ) -> None:
-        writes = [(snapshot, state), *aliases]
-        for read, written in writes:
-            current = self.states.get(written.client_id)
-            if (current[1] if current else None) != read.version:
-                raise ConcurrentUpdate("stale version")
-        for _, written in writes:
-            self.version += 1
-            self.states[written.client_id] = (written, self.version)
-
-
-class _MemoryLinkEvidence:
-    """``LinkEvidenceStore`` in memory: single-use link tokens and bridge candidates."""
-
-    def __init__(self) -> None:
-        self.used: dict[str, str] = {}
-        self.remembered: dict[str, dict[str, BridgeCandidate]] = {}
-
-    def use_token(self, token_id: str, event_id: str, expires_at_seconds: int) -> bool:
-        return self.used.setdefault(token_id, event_id) == event_id
-
-    def candidates(self, key: str) -> Sequence[BridgeCandidate]:
-        return tuple(self.remembered.get(key, {}).values())
-
-    def remember(self, key: str, candidate: BridgeCandidate, expires: datetime) -> None:
-        self.remembered.setdefault(key, {})[candidate.client_id] = candidate
 
 
 class _ExportPublisher:
@@ -183,10 +132,10 @@ def resolve_in_process(
     )
     runtime = ResolveRuntime(
         config,
-        _MemoryStore(),
+        MemoryStateStore(),
         publisher,
         clock=lambda: publisher.now_micros,
-        link_evidence=_MemoryLinkEvidence(),
+        link_evidence=MemoryLinkEvidence(),
     )
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # dead letters are expected; the export leaves them out

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.adapters.memory import MemoryStateStore
 from shared.domain.crossdomain.bridging import BridgeCandidate
 from shared.domain.messages import OutgoingMessage
 from shared.domain.state import ClientState
@@ -19,23 +20,19 @@ from shared.errors import ConcurrentUpdate, TransientError
 from shared.ports import Snapshot, UserLink
 
 
-class FakeStateStore:
-    """``ClientStateStore`` in memory, with the Firestore adapter's version preconditions."""
+class FakeStateStore(MemoryStateStore):
+    """The in-memory store, plus the failures the services must handle: an outage
+    (``unavailable``) and writes that lose a race (``conflicts_to_raise``)."""
 
     def __init__(self) -> None:
-        self.states: dict[str, tuple[ClientState, int]] = {}
-        self.links: list[UserLink] = []
+        super().__init__()
         self.unavailable = False
         self.conflicts_to_raise = 0
-        self.saves = 0
 
     def load(self, client_id: str) -> Snapshot:
         if self.unavailable:
             raise TransientError("Firestore unavailable")
-        if client_id not in self.states:
-            return Snapshot(state=None, version=None)
-        state, version = self.states[client_id]
-        return Snapshot(state=state, version=version)
+        return super().load(client_id)
 
     def save(
         self,
@@ -48,15 +45,7 @@ class FakeStateStore:
         if self.conflicts_to_raise:
             self.conflicts_to_raise -= 1
             raise ConcurrentUpdate("someone else wrote first")
-        writes = [(snapshot, state), *aliases]
-        for read, written in writes:
-            current = self.states.get(written.client_id)
-            if (current[1] if current else None) != read.version:
-                raise ConcurrentUpdate("stale version")
-        for _, written in writes:
-            self.saves += 1
-            self.states[written.client_id] = (written, self.saves)
-        self.links.extend(links)
+        super().save(snapshot, state, links, expires, aliases)
 
 
 class FakeLinkEvidence:
