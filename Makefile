@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test lint typecheck unit integration e2e scan bench clean warehouse
+.PHONY: setup run demo test lint typecheck unit integration e2e scan bench faults clean warehouse
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ e2e: setup
 ## Cost, speed and accuracy against the baseline; writes benchmarks/results/.
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+## The fault suite: each fault an operator meets, on a fresh local pipeline; writes
+## benchmarks/results/faults.json (add ARGS=--long for the 5-minute GA4 outage).
+faults: setup
+	$(BIN)/python -m benchmarks.fault_bench $(ARGS)
 
 ## The warehouse models (dbt, DuckDB) over a simulated 100-person stream; docs/warehouse.md.
 ## dbt gets its own environment, warehouse/.venv, on first use.
