@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ga4_stitch.pipeline import LocalPipeline, PipelineInfo
+    from ga4_stitch.replay import ReplaySummary
 
 
 class UsageError(Exception):
@@ -273,7 +274,8 @@ def _describe(info: PipelineInfo, state_file: Path) -> list[str]:
         else f"GA4 endpoint       {info.ga4_url}/mp/collect   (--ga4-endpoint, not recorded)",
         f"topic {topics['raw_events']} -> push {subscriptions['resolve']} -> resolve",
         f"topic {topics['enriched']} -> push {subscriptions['forward']} -> forward",
-        f"topic {topics['identity_links']} -> pull {subscriptions['identity_links']}",
+        f"BigQuery export stand-ins: pull {subscriptions['enriched_events']}, "
+        f"{subscriptions['identity_links']}",
         f"dead letters: pull {subscriptions['resolve_dead_letter']}, "
         f"{subscriptions['forward_dead_letter']}",
         f"state file         {state_file}",
@@ -383,6 +385,7 @@ def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
     summary = replay(
         pipeline, events, work / "demo-sent.ndjson", report=progress, ordering_key=args.ordering_key
     )
+    _remember_export(args.state_dir, summary)
     print(f"replay of {events}\n{summary.format()}\n")
     sent = [json.loads(line) for line in Path(summary.out_path).read_text().splitlines()]
     truth = {record.event_id: record.to_json() for record in result.truth}
@@ -393,7 +396,11 @@ def _demo(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
 def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", type=Path, help="NDJSON of raw events, one JSON object a line")
     parser.add_argument(
-        "--out", type=Path, required=True, help="SENT NDJSON (and OUT.deadletter) to write"
+        "--out",
+        type=Path,
+        required=True,
+        help="SENT NDJSON to write (and OUT.deadletter, and OUT.export/: the export that "
+        "ga4-stitch warehouse reads)",
     )
     parser.add_argument(
         "--timeout",
@@ -451,6 +458,7 @@ def _replay(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         progress(f"ga4-stitch replay: error: {exc}")
         return 1
+    _remember_export(args.state_dir, summary)
     if summary.pipeline_lost:
         print(json.dumps(summary.to_json(), indent=2) if args.json else summary.format())
         progress(
@@ -480,6 +488,15 @@ def _replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _remember_export(state_dir: Path, summary: ReplaySummary) -> None:
+    """Make the replay's export ``ga4-stitch warehouse``'s default input."""
+    from ga4_stitch.warehouse import remember_replay_export
+
+    remember_replay_export(_state_dir(state_dir), Path(summary.export_path))
+    rows = ", ".join(f"{table} {count}" for table, count in summary.exported.items())
+    progress(f"export ({rows}) in {summary.export_path}: ga4-stitch warehouse builds on it")
 
 
 def _load_truth(path: Path) -> dict[str, dict[str, Any]]:

@@ -133,14 +133,20 @@ class PipelineOptions:
     """Pushes in flight at once per function subscription (different ordering keys)."""
 
 
+EXPORT_ROLES = ("enriched_events", "identity_links")
+"""Subscription roles standing in for the BigQuery export, named as its tables are."""
+
+
 def subscription_names(topics: Topics) -> dict[str, str]:
     """Role -> subscription name, as ``terraform/pubsub.tf`` names them (plus a local pull
-    subscription on identity-links standing in for the BigQuery export)."""
+    subscription on enriched-events and one on identity-links, standing in for the
+    BigQuery export's subscriptions: ``EXPORT_ROLES``)."""
     return {
         "resolve": "ga4-stitch-resolve",
         "forward": "ga4-stitch-forward",
         "resolve_dead_letter": f"{topics.resolve_dead_letter}-pull",
         "forward_dead_letter": f"{topics.forward_dead_letter}-pull",
+        "enriched_events": f"{topics.enriched}-pull",
         "identity_links": f"{topics.identity_links}-pull",
     }
 
@@ -505,7 +511,17 @@ class LocalPipeline:
             "resolve": topics.resolve_dead_letter,
             "forward": topics.forward_dead_letter,
         }
-        requests: list[dict[str, Any]] = []
+        # The export's stand-ins first: a subscription gets only what is published after it
+        # exists. Enriched events unordered (rows carry their publish time, and an ordered
+        # pull hands out one message per key per acknowledgement); identity links ordered.
+        requests: list[dict[str, Any]] = [
+            {"name": self.subscriptions["enriched_events"], "topic": topic(topics.enriched)},
+            {
+                "name": self.subscriptions["identity_links"],
+                "topic": topic(topics.identity_links),
+                "enable_message_ordering": True,
+            },
+        ]
         for role, source in pushes.items():
             # A pull subscription that the push loop drains: ordering, backoff and dead
             # letters are the loop's (the emulator withholds an ordered pull subscription's
@@ -525,13 +541,6 @@ class LocalPipeline:
                     "ack_deadline_seconds": 60,
                 }
             )
-        requests.append(
-            {
-                "name": self.subscriptions["identity_links"],
-                "topic": topic(topics.identity_links),
-                "enable_message_ordering": True,
-            }
-        )
         for request in requests:
             path = subscriber.subscription_path(project, request["name"])
             # Left over from an earlier run on attached emulators: it may push to a dead port.

@@ -13,6 +13,13 @@ Outputs: ``out_path``, one SENT line per GA4 request that carried one of the eve
 receipt: an event sent twice shows twice), and ``out_path.deadletter``, one line per
 dead-lettered event (``{event_id, line, reason, detail, source}``). An event id is the raw
 event's ``event_id`` or, without one, the Pub/Sub message id (as the resolver decides).
+``out_path.export/`` holds what the BigQuery export would: every message the pipeline's
+stand-ins for its subscriptions (pull subscriptions on the enriched-events and
+identity-links topics) received during the replay, drained while it watches and written to
+``enriched_events.ndjson`` and ``identity_links.ndjson`` in the rows ``ga4-stitch warehouse
+--export`` reads (``ga4_stitch.warehouse.ExportRow``); each batch is acknowledged once
+written. What those subscriptions held before the replay published anything (an attached
+pipeline's earlier traffic) is acknowledged and left out.
 Input lines that are not a JSON object are not published: they are counted and reported
 with their line numbers, and the rest still run.
 
@@ -45,12 +52,14 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ga4_stitch.emulators import clear_firestore
 from ga4_stitch.parity import is_campaign_event
 from ga4_stitch.pipeline import (
+    EXPORT_ROLES,
     LocalPipeline,
     PipelineError,
     PipelineInfo,
@@ -306,6 +315,10 @@ class ReplaySummary:
     """Every published message was seen handled in the functions' logs."""
     out_path: str = ""
     dead_letter_path: str = ""
+    export_path: str = ""
+    """The export directory (``out_path.export``)."""
+    exported: dict[str, int] = field(default_factory=dict)
+    """Rows written per export table."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -392,12 +405,101 @@ def _json_lines(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
                 yield value
 
 
+def _pull(subscriber: Any, subscription: str) -> list[Any]:
+    """What a pull subscription holds now (at most 500 messages)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        response = subscriber.pull(
+            request={"subscription": subscription, "max_messages": 500, "return_immediately": True},
+            timeout=10,
+        )
+    return list(response.received_messages)
+
+
+def _publish_micros(moment: Any) -> int:
+    """A pulled message's publish time (a ``datetime`` from proto-plus) as Unix micros."""
+    if not isinstance(moment, datetime):
+        return time.time_ns() // 1000
+    when: datetime = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1_000_000 + when.microsecond
+
+
+class _Export:
+    """The BigQuery export's stand-ins drained into ``directory``: one NDJSON file per
+    export table, in the rows ``ga4-stitch warehouse --export`` reads. A batch is
+    acknowledged once it is written (a failed acknowledgement means a redelivery, a
+    duplicate row, as the export keeps redeliveries too)."""
+
+    def __init__(self, info: PipelineInfo, subscriber: Any, directory: Path) -> None:
+        self.subscriber = subscriber
+        self.directory = directory
+        self.subscriptions = {
+            role: f"projects/{info.project}/subscriptions/{info.subscriptions[role]}"
+            for role in EXPORT_ROLES
+            if role in info.subscriptions
+        }
+        """Role (= export table) -> subscription path; a pipeline started by an older
+        version may lack one."""
+        self.rows = dict.fromkeys(EXPORT_ROLES, 0)
+        self.refused = 0
+        """Messages whose data is not JSON: BigQuery refuses them (its dead-letter topic)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for role in EXPORT_ROLES:
+            self.path(role).write_text("", encoding="utf-8")
+
+    def path(self, role: str) -> Path:
+        return self.directory / f"{role}.ndjson"
+
+    def drain(self, rounds: int, *, keep: bool = True) -> int:
+        """Pull each subscription until it is empty (at most ``rounds`` pulls each), write
+        the rows (unless not ``keep``) and acknowledge them; the messages pulled."""
+        pulled = 0
+        for role, subscription in self.subscriptions.items():
+            for _ in range(rounds):
+                items = _pull(self.subscriber, subscription)
+                if not items:
+                    break
+                if keep:
+                    self._write(role, items)
+                self.subscriber.acknowledge(
+                    request={"subscription": subscription, "ack_ids": [i.ack_id for i in items]}
+                )
+                pulled += len(items)
+        return pulled
+
+    def _write(self, role: str, items: Sequence[Any]) -> None:
+        from ga4_stitch.warehouse import SUBSCRIPTIONS, ExportRow
+
+        lines = []
+        for item in items:
+            message = item.message
+            data = bytes(message.data).decode("utf-8", "replace")
+            try:
+                json.loads(data)
+            except ValueError:
+                self.refused += 1
+                continue
+            row = ExportRow(
+                subscription_name=SUBSCRIPTIONS[role],
+                message_id=str(message.message_id),
+                publish_time_micros=_publish_micros(message.publish_time),
+                data=data,
+                attributes=dict(message.attributes),
+            )
+            lines.append(json.dumps(row.to_json(), separators=(",", ":"), ensure_ascii=False))
+        if lines:
+            with self.path(role).open("a", encoding="utf-8") as file:
+                file.write("".join(line + "\n" for line in lines))
+            self.rows[role] += len(lines)
+
+
 class _Watch:
     """What the pipeline has done with the replayed events so far."""
 
-    def __init__(self, info: PipelineInfo, subscriber: Any) -> None:
+    def __init__(self, info: PipelineInfo, subscriber: Any, export: _Export | None = None) -> None:
         self.info = info
         self.subscriber = subscriber
+        self.export = export
         self.ga4 = _Tail(Path(info.ga4_record))
         self.logs = {name: _Tail(Path(path)) for name, path in info.logs.items()}
         self.events: dict[str, _Event] = {}
@@ -422,6 +524,8 @@ class _Watch:
         self._read_ga4()
         self._pull_dead_letters()
         self._read_logs()
+        if self.export is not None:
+            self.export.drain(rounds=5)
         if len(self.accounted()) > before:
             self.last_progress = time.monotonic()
             self.last_accounted_micros = time.time_ns() // 1000
@@ -561,10 +665,21 @@ def replay(
             batch_settings=BatchSettings(max_latency=0.01),
         )
         subscriber = SubscriberClient()
-    watch = _Watch(info, subscriber)
+    export = _Export(info, subscriber, out_path.with_name(out_path.name + ".export"))
+    for role in EXPORT_ROLES:
+        if role not in export.subscriptions:
+            say(f"the pipeline has no {role} export subscription; {export.path(role)} stays empty")
+    watch = _Watch(info, subscriber, export)
     summary = ReplaySummary(
         lines=parsed.lines, malformed_lines=[(b.line, b.reason) for b in parsed.bad]
     )
+    try:
+        earlier = export.drain(rounds=1000, keep=False)
+    except Exception as exc:  # noqa: BLE001 - publishing finds out whether the pipeline is gone
+        say(f"could not empty the export subscriptions first: {exc}")
+    else:
+        if earlier:
+            say(f"left out {earlier} export messages published before this replay")
     started = time.monotonic()
     start_micros = time.time_ns() // 1000
     try:
@@ -581,6 +696,7 @@ def replay(
         summary.publish_seconds = time.monotonic() - started
         if summary.pipeline_lost is None:
             _wait(watch, summary, timeout, settle_seconds, say, lost=lost)
+        _drain_export(export, summary, say)
     finally:
         publisher.stop()
         with contextlib.suppress(Exception):
@@ -705,6 +821,20 @@ def _poll(
         summary.settled = False
         return False
     return True
+
+
+def _drain_export(export: _Export, summary: ReplaySummary, say: Callable[[str], None]) -> None:
+    """The rest of the export once the replay is over; a lost pipeline's export is what
+    was drained until then."""
+    if summary.pipeline_lost is None:
+        try:
+            export.drain(rounds=1000)
+        except Exception as exc:  # noqa: BLE001 - the export stays partial, the replay is reported
+            say(f"could not drain the export subscriptions: {exc}")
+    if export.refused:
+        say(f"{export.refused} export messages whose data is not JSON left out")
+    summary.export_path = str(export.directory)
+    summary.exported = dict(export.rows)
 
 
 def _finish(watch: _Watch, summary: ReplaySummary, start_micros: int, out_path: Path) -> None:

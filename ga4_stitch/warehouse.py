@@ -4,9 +4,11 @@ The BigQuery export (``terraform/bigquery.tf``) holds one row per delivered mess
 enriched-events and identity-links topics: ``subscription_name``, ``message_id``,
 ``publish_time``, ``data`` (JSON) and ``attributes`` (JSON). Locally the same rows come
 from an export directory (``enriched_events.ndjson`` and ``identity_links.ndjson``, one
-row a line, ``publish_time`` as ISO 8601 UTC, ``data`` as the message text), or are made
-by running the resolver in-process over raw events (``resolve_in_process``): the same
-service the resolve function runs, on an in-memory state store, in delivery order.
+row a line, ``publish_time`` as ISO 8601 UTC, ``data`` as the message text): the one a
+``replay`` drained from the local pipeline's stand-ins for the export subscriptions
+(``OUT.export``, the default input: ``last_replay_export``), or one made by running the
+resolver in-process over raw events (``resolve_in_process``): the same service the
+resolve function runs, on an in-memory state store, in delivery order.
 
 They are loaded into a DuckDB file (schema ``ga4_stitch``, as the export dataset), and
 ``dbt build`` runs in a virtual environment of its own (``warehouse/.venv``, from
@@ -46,6 +48,8 @@ SUBSCRIPTIONS = {
 }
 """The BigQuery subscriptions' names (terraform/bigquery.tf), written into each row."""
 MODELS = ("stitched_events", "sessions", "users", "session_breakage")
+LAST_REPLAY_EXPORT = "last-replay-export"
+"""In the state directory: the path of the export directory the last ``replay`` wrote."""
 
 Report = Callable[[str], None]
 
@@ -170,6 +174,22 @@ def write_export(export: Export, directory: Path) -> dict[str, Path]:
                 file.write(json.dumps(row.to_json(), separators=(",", ":")) + "\n")
         paths[table] = path
     return paths
+
+
+def remember_replay_export(state_dir: Path, export_dir: Path) -> None:
+    """Record ``export_dir`` as the last replay's export (``ga4-stitch warehouse``'s
+    default input)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / LAST_REPLAY_EXPORT).write_text(f"{export_dir.resolve()}\n", encoding="utf-8")
+
+
+def last_replay_export(state_dir: Path) -> Path | None:
+    """The export directory the last ``replay`` with this state directory wrote, if any."""
+    try:
+        text = (state_dir / LAST_REPLAY_EXPORT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
 
 
 def read_deliveries(path: Path) -> list[dict[str, Any]]:
@@ -428,15 +448,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "events",
         type=Path,
         nargs="?",
-        help="raw events NDJSON (the file a replay read): the export is made by running the "
-        "resolver in-process over it",
+        help="raw events NDJSON: the export is made by running the resolver in-process over "
+        "it (default: the export the last replay drained from the pipeline, see --export)",
     )
     parser.add_argument(
         "--export",
         type=Path,
         metavar="DIR",
-        help="an export directory instead (enriched_events.ndjson, identity_links.ndjson); "
-        "default: STATE_DIR/warehouse/export from the last run of this command",
+        help="an export directory (enriched_events.ndjson, identity_links.ndjson), such as "
+        "OUT.export of `ga4-stitch replay EVENTS --out OUT`; default: the last replay's "
+        f"(recorded in STATE_DIR/{LAST_REPLAY_EXPORT}), else STATE_DIR/warehouse/export from "
+        "the last run of this command with EVENTS",
     )
     parser.add_argument(
         "--database",
@@ -479,10 +501,17 @@ def _variables(items: Sequence[str]) -> dict[str, Any]:
 
 
 def command(args: argparse.Namespace, report: Report) -> int:
-    """``ga4-stitch warehouse``: export (given or made in-process), load, dbt build, summary.
-    Raises ``ValueError`` for bad input."""
+    """``ga4-stitch warehouse``: export (given, the last replay's or made in-process), load,
+    dbt build, summary. Raises ``ValueError`` for bad input."""
     home = args.state_dir / "warehouse"
     export_dir = args.export or home / "export"
+    if args.events is None and args.export is None:
+        replayed = last_replay_export(args.state_dir)
+        if replayed is not None:
+            export_dir = replayed
+            report(f"using the export of the last replay: {export_dir}")
+        elif (export_dir / f"{EXPORT_TABLES[0]}.ndjson").is_file():
+            report(f"no replay recorded in {args.state_dir}; using {export_dir}")
     database = args.database or home / "warehouse.duckdb"
     variables = _variables(args.var)
     if args.events is not None:
@@ -495,8 +524,9 @@ def command(args: argparse.Namespace, report: Report) -> int:
         report(f"export written to {export_dir}")
     elif not all((export_dir / f"{table}.ndjson").is_file() for table in EXPORT_TABLES):
         raise ValueError(
-            f"no export in {export_dir}: name the raw events a replay read "
-            "(ga4-stitch warehouse EVENTS.ndjson) or an export directory (--export DIR)"
+            f"no export in {export_dir}: replay a stream first (ga4-stitch replay EVENTS "
+            "--out OUT writes OUT.export), name an export directory (--export DIR) or raw "
+            "events to resolve in-process (ga4-stitch warehouse EVENTS.ndjson)"
         )
     args.state_dir.mkdir(parents=True, exist_ok=True)
     ignore = args.state_dir / ".gitignore"

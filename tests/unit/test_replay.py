@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from ga4_stitch import warehouse
 from ga4_stitch.replay import (
     ReplaySummary,
+    _Export,
     dead_letter_event_id,
     duplicate_counts,
     parse_lines,
@@ -207,3 +212,60 @@ def test_a_lost_pipeline_is_named_first_in_the_partial_summary() -> None:
     text = ReplaySummary(sent=3, pipeline_lost="the pipeline's process 42 is gone").format()
     assert text.splitlines()[0].startswith("PARTIAL: pipeline lost")
     assert "process 42" in text.splitlines()[0]
+
+
+class FakeSubscriber:
+    """Pull and acknowledge, as the emulator answers them, over queued messages."""
+
+    def __init__(self, queued: dict[str, list[object]], export: Path) -> None:
+        self.queued = queued
+        self.export = export
+        self.acknowledged: list[tuple[str, list[str], int]] = []
+
+    def pull(self, request: dict[str, object], timeout: float) -> SimpleNamespace:
+        items = self.queued.pop(str(request["subscription"]), [])
+        return SimpleNamespace(received_messages=items)
+
+    def acknowledge(self, request: dict[str, object]) -> None:
+        written = len((self.export / "enriched_events.ndjson").read_text().splitlines())
+        self.acknowledged.append((str(request["subscription"]), list(request["ack_ids"]), written))
+
+
+def pulled(ack_id: str, data: bytes, publish_time: datetime) -> SimpleNamespace:
+    message = SimpleNamespace(
+        data=data, message_id=f"m-{ack_id}", publish_time=publish_time, attributes={"k": "v"}
+    )
+    return SimpleNamespace(ack_id=ack_id, message=message)
+
+
+def test_the_export_is_written_as_the_warehouse_reads_it_then_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """Rows in the BigQuery subscription's columns; a batch acknowledged once written;
+    data that is not JSON left out (BigQuery refuses it)."""
+    info = SimpleNamespace(
+        project="p",
+        subscriptions={"enriched_events": "e-pull", "identity_links": "l-pull"},
+    )
+    moment = datetime(2025, 11, 22, 8, 30, 1, 250000, tzinfo=UTC)
+    enriched = "projects/p/subscriptions/e-pull"
+    directory = tmp_path / "sent.ndjson.export"
+    subscriber = FakeSubscriber(
+        {enriched: [pulled("a", b'{"x": 1}', moment), pulled("b", b"not json", moment)]},
+        directory,
+    )
+    export = _Export(info, subscriber, directory)  # type: ignore[arg-type]
+    assert export.drain(rounds=5) == 2
+    assert subscriber.acknowledged == [(enriched, ["a", "b"], 1)]
+    assert (export.rows, export.refused) == ({"enriched_events": 1, "identity_links": 0}, 1)
+    (row,) = [json.loads(line) for line in (directory / "enriched_events.ndjson").open()]
+    assert row == {
+        "subscription_name": "ga4-stitch-enriched-events-bigquery",
+        "message_id": "m-a",
+        "publish_time": "2025-11-22T08:30:01.250000Z",
+        "data": '{"x": 1}',
+        "attributes": {"k": "v"},
+    }
+    assert (directory / "identity_links.ndjson").read_text() == ""
+    counts = warehouse.load_export(tmp_path / "w.duckdb", directory)
+    assert counts == {"enriched_events": 1, "identity_links": 0}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,15 +83,13 @@ def test_the_export_has_redeliveries_links_and_every_valid_event(
     assert {"login", "linker"} <= kinds
 
 
-def test_stitched_users_equal_the_truth_restitched_back_to_the_first_login(
-    stream: Simulation, built: dict[str, Any]
-) -> None:
-    """100% of the restitchable pre-login events get their user, none across a logout,
-    every other event the user the truth states."""
+def check_stitched_users(stream: Simulation, database: Path) -> tuple[int, int]:
+    """Every restitchable pre-login event got its client's first login's user (source
+    ``backward``), none after a logout, every other event the user the truth states;
+    (restitchable events, events after a logout)."""
     truth = valid_truth(stream)
     rows = {
-        row["event_id"]: row
-        for row in warehouse.query(built["database"], "select * from stitched_events")
+        row["event_id"]: row for row in warehouse.query(database, "select * from stitched_events")
     }
     assert set(rows) == set(truth)
     first_login: dict[str, TruthRecord] = {}
@@ -115,17 +114,25 @@ def test_stitched_users_equal_the_truth_restitched_back_to_the_first_login(
             leaked += stitched is not None
         else:
             wrong += stitched != record.user_id
+    assert (restitched, leaked, wrong) == (restitchable, 0, 0)
+    return restitchable, after_logout
+
+
+def test_stitched_users_equal_the_truth_restitched_back_to_the_first_login(
+    stream: Simulation, built: dict[str, Any]
+) -> None:
+    """100% of the restitchable pre-login events get their user, none across a logout,
+    every other event the user the truth states."""
+    restitchable, after_logout = check_stitched_users(stream, built["database"])
     assert restitchable > 50
     assert after_logout > 5
-    assert (restitched, leaked, wrong) == (restitchable, 0, 0)
 
 
-def test_sessions_are_the_true_sessions(stream: Simulation, built: dict[str, Any]) -> None:
+def check_sessions(stream: Simulation, database: Path) -> None:
     """Same partition of events into sessions; counts and duration from event time; the
     traffic source the truth states, except for sessions whose first event arrived after
     another of theirs (the resolver keeps the source a session was opened with)."""
     truth = valid_truth(stream)
-    database = built["database"]
     keys = {
         row["event_id"]: row["session_key"]
         for row in warehouse.query(database, "select event_id, session_key from stitched_events")
@@ -154,7 +161,13 @@ def test_sessions_are_the_true_sessions(stream: Simulation, built: dict[str, Any
             first.session_source["medium"],
             first.session_source["campaign"],
         )
-    engaged = [row["engaged"] for row in sessions.values()]
+
+
+def test_sessions_are_the_true_sessions(stream: Simulation, built: dict[str, Any]) -> None:
+    check_sessions(stream, built["database"])
+    engaged = [
+        row["engaged"] for row in warehouse.query(built["database"], "select * from sessions")
+    ]
     assert 0 < sum(engaged) < len(engaged)
 
 
@@ -184,12 +197,18 @@ def test_breakage_counts_the_browser_session_ids_against_the_true_sessions(
     assert len(days) >= 2
 
 
-def test_users_count_each_stitched_user_once(stream: Simulation, built: dict[str, Any]) -> None:
+def check_users(stream: Simulation, database: Path) -> None:
+    """One ``users`` row per true user."""
     truth = valid_truth(stream)
-    users = warehouse.query(built["database"], "select * from users")
+    users = warehouse.query(database, "select * from users")
     expected = {record.user_id for record in truth.values() if record.user_id}
     assert {row["stitched_user_id"] for row in users} == expected
+    assert len(users) == len(expected)
     assert all(row["first_seen_at"] <= row["last_seen_at"] for row in users)
+
+
+def test_users_count_each_stitched_user_once(stream: Simulation, built: dict[str, Any]) -> None:
+    check_users(stream, built["database"])
 
 
 def test_the_browser_case_expression_names_the_truth_browser(
