@@ -242,7 +242,6 @@ def _stitch(
         ledger=FirestoreForwardLedger(
             counting_client(PROJECT, forward_counter),
             settings.collection("forwarded"),
-            60_000_000,
         ),
         publisher=(forward_publisher := CapturingPublisher()),
         dead_letter_topic=topics.forward_dead_letter,

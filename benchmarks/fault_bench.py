@@ -156,7 +156,7 @@ def _run(
         "distinct_reached_ga4": summary.sent,
         "ga4_requests": summary.ga4_requests,
         "duplicates": summary.duplicates_sent,
-        "duplicates_crash_window": summary.duplicates_after_takeover,
+        "duplicates_crash_window": summary.duplicates_after_crash,
         "missing": summary.missing,
         "dead_lettered": summary.dead_lettered,
         "dead_lettered_by_reason": summary.dead_lettered_by_reason,

@@ -74,6 +74,8 @@ FORWARD_FINAL = frozenset(
     {"forwarded", "duplicate_suppressed", "dead_lettered", "ga4_outcome_unknown"}
 )
 PUBLISHES_ENRICHED = frozenset({"resolved", "duplicate_skipped"})
+LOGGED_SENDS = frozenset({"forwarded", "ga4_outcome_unknown", "ga4_outcome_unknown_resent"})
+"""Forwarder log events that each stand for one request GA4 may have taken."""
 
 
 # --------------------------------------------------------------------------- input
@@ -256,19 +258,23 @@ def dead_letter_event_id(
 
 
 def duplicate_counts(
-    deliveries: Mapping[str, int], requests: Mapping[str, int], taken_over: Iterable[str]
+    deliveries: Mapping[str, int], requests: Mapping[str, int], logged: Mapping[str, int]
 ) -> tuple[int, int]:
-    """(duplicates suppressed, duplicates sent after a takeover) from the deliveries
-    published per event and the GA4 requests per sent event.
+    """(duplicates suppressed, duplicates sent after a crashed delivery) from the deliveries
+    published per event, the GA4 requests per sent event and the sends the forwarder
+    logged per event (``forwarded`` or ``ga4_outcome_unknown``).
 
     Suppressed counts, per sent event, the deliveries that did not become a request; an
-    event GA4 got more often than it was published (a crashed delivery's claim taken over
-    and sent again) suppressed none, never a negative number. The second figure is those
-    extra requests of events a takeover sent: the crash window, counted apart."""
-    resent = set(taken_over)
+    event GA4 got more often than it was published (sent again after a crashed delivery)
+    suppressed none, never a negative number. The second figure is the duplicate requests
+    no log line accounts for: a delivery that sent and then died before it could log (or
+    record) the send, its redelivery sending again: the crash window, counted apart and
+    whatever the ledger protocol."""
     suppressed = sum(max(0, deliveries.get(event, 0) - count) for event, count in requests.items())
-    after_takeover = sum(count - 1 for event, count in requests.items() if event in resent)
-    return suppressed, after_takeover
+    after_crash = sum(
+        min(count - 1, max(0, count - logged.get(event, 0))) for event, count in requests.items()
+    )
+    return suppressed, after_crash
 
 
 @dataclass
@@ -295,10 +301,11 @@ class ReplaySummary:
     duplicates_suppressed: int = 0
     """Repeated deliveries of sent events that did not reach GA4 again (per event, its
     deliveries beyond the requests GA4 got for it; never below 0)."""
-    duplicates_after_takeover: int = 0
-    """Duplicates sent by a delivery that took over a crashed delivery's ledger claim: the
-    crash fell after GA4 took the request and before the ledger recorded it (the window
-    ``docs/forwarding.md`` describes). Part of ``duplicates_sent``."""
+    duplicates_after_crash: int = 0
+    """Duplicates sent again after a crashed delivery: the crash fell after GA4 took the
+    request and before the ledger recorded it (the window ``docs/forwarding.md``
+    describes), so no log line accounts for the first request. Part of
+    ``duplicates_sent``."""
     pipeline_lost: str | None = None
     """Why the replay stopped watching before every event was accounted for: its pipeline
     went away. The summary is partial."""
@@ -332,7 +339,7 @@ class ReplaySummary:
             ("sent to GA4", self.sent),
             ("GA4 requests", self.ga4_requests),
             ("duplicates sent", self.duplicates_sent),
-            ("  after a crashed delivery's claim", self.duplicates_after_takeover),
+            ("  after a crashed delivery", self.duplicates_after_crash),
             ("requests with validation messages", self.ga4_requests_with_validation_messages),
             ("dead-lettered", self.dead_lettered),
             *((f"  {reason}", count) for reason, count in self.dead_lettered_by_reason.items()),
@@ -510,8 +517,8 @@ class _Watch:
         self.dead: dict[str, dict[str, Any]] = {}
         self.dropped: dict[str, str] = {}
         self.outcomes: dict[str, Counter[str]] = {name: Counter() for name in info.logs}
-        self.taken_over: set[str] = set()
-        """Events a delivery sent after taking over a crashed delivery's claim."""
+        self.logged_sends: Counter[str] = Counter()
+        """Requests the forwarder logged per event (``forwarded``, ``ga4_outcome_unknown``)."""
         self.last_progress = time.monotonic()
         self.last_accounted_micros = 0
 
@@ -588,8 +595,8 @@ class _Watch:
                 event_id = entry.get("event_id")
                 if outcome == "bot_dropped" and isinstance(event_id, str):
                     self.dropped.setdefault(event_id, outcome)
-                if entry.get("taken_over") is True and isinstance(event_id, str):
-                    self.taken_over.add(event_id)
+                if name == "forward" and outcome in LOGGED_SENDS and isinstance(event_id, str):
+                    self.logged_sends[event_id] += 1
 
     def settled(self, published: int) -> bool:
         """Every published message handled by the resolver, and every enriched message it
@@ -853,10 +860,10 @@ def _finish(watch: _Watch, summary: ReplaySummary, start_micros: int, out_path: 
     summary.missing, summary.missing_ids = len(missing), missing[:20]
     summary.duplicate_deliveries = sum(event.deliveries - 1 for event in events.values())
     requests_per_event = Counter(event_id for event_id, _ in watch.requests)
-    summary.duplicates_suppressed, summary.duplicates_after_takeover = duplicate_counts(
+    summary.duplicates_suppressed, summary.duplicates_after_crash = duplicate_counts(
         {event_id: event.deliveries for event_id, event in events.items()},
         requests_per_event,
-        watch.taken_over,
+        watch.logged_sends,
     )
     lines = [sent_line(event_id, body) for event_id, body in watch.requests]
     summary.sessions = len(

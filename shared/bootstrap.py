@@ -16,7 +16,8 @@ from shared.domain.crossdomain.claims import LinkRules
 from shared.domain.measurement import PayloadRules
 from shared.domain.privacy import PrivacyRules
 from shared.domain.resolution import Rules
-from shared.services.forward import ForwardRuntime
+from shared.ports import ForwardLedger
+from shared.services.forward import ForwardRuntime, NoLedger
 from shared.services.inline import InlineRuntime
 from shared.services.resolve import ResolveConfig, ResolveRuntime
 from shared.settings import Settings
@@ -160,22 +161,17 @@ def resolve_runtime(
 
 
 def forward_runtime(settings: Settings, *, client: Any | None = None) -> ForwardRuntime:
-    """The forward use case on GA4 over HTTP and the Firestore ledger.
+    """The forward use case on GA4 over HTTP and the ledger ``FORWARD_LEDGER`` names.
 
-    A delivery renews its ledger claim every ``CLAIM_RENEW_SECONDS`` (4 s) while it holds
-    it, so the lease (how long a ``sending`` claim is respected since its last renewal,
-    ``CLAIM_LEASE_MICROS``, 20 s) no longer has to outlast the longest send, and a crashed
-    delivery's claim is taken over by the redelivery that comes 30 s after the crash under
-    the default backoff (10, 20 s) instead of 70 s. The longest send (budget + one
-    attempt, 28.05 s by default) must still stay below the function's timeout and the ack
-    deadline (60 s each by default). A request GA4 may have taken without answering
-    follows ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
+    ``lean`` (default): the Firestore ledger, read before the send (unless the instance's
+    cache knows the event was sent) and written once after it; no claim, because one
+    browser's events share an ordering key and the function's timeout is at most the ack
+    deadline, so two deliveries of one event never overlap. ``none``: no ledger, at least
+    once. The longest send (budget + one attempt, 28.05 s by default) plus the ledger's
+    read and write must stay below the function's timeout and the ack deadline (60 s each
+    by default). A request GA4 may have taken without answering follows
+    ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
     """
-    from shared.adapters.firestore.ledger import (
-        CLAIM_LEASE_MICROS,
-        CLAIM_RENEW_SECONDS,
-        FirestoreForwardLedger,
-    )
     from shared.adapters.ga4_http import Ga4Client
     from shared.adapters.pubsub import LazyPublisher, PubSubPublisher
 
@@ -189,16 +185,19 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
         attempts=ga4.retry_attempts,
         budget_seconds=ga4.retry_budget_seconds,
     )
+    ledger: ForwardLedger
+    if ga4.ledger == "none":
+        ledger = NoLedger()
+    else:
+        from shared.adapters.firestore.ledger import FirestoreForwardLedger
+
+        ledger = FirestoreForwardLedger(
+            client or firestore_client(settings), settings.collection("forwarded")
+        )
     return ForwardRuntime(
         rules=payload_rules(settings),
         sender=sender,
-        ledger=FirestoreForwardLedger(
-            client or firestore_client(settings),
-            settings.collection("forwarded"),
-            CLAIM_LEASE_MICROS,
-            renew_every_seconds=CLAIM_RENEW_SECONDS,
-            clock=system_clock_micros,
-        ),
+        ledger=ledger,
         publisher=LazyPublisher(lambda: PubSubPublisher(settings.project)),
         dead_letter_topic=settings.topics.forward_dead_letter,
         validate_first=ga4.validate_first,

@@ -9,9 +9,8 @@ errors of ``shared.errors``: adapters translate their library's errors at the bo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from typing import Any, Protocol
 
 from shared.domain.crossdomain.bridging import BridgeCandidate
@@ -20,8 +19,7 @@ from shared.domain.state import ClientState
 from shared.errors import TransientError
 
 __all__ = [
-    "Claim",
-    "ClaimOutcome",
+    "DELIVERED_STATES",
     "ClientRecord",
     "ClientStateStore",
     "ForwardLedger",
@@ -121,46 +119,28 @@ class LinkEvidenceStore(Protocol):
         """Keep ``candidate`` briefly for probabilistic bridging."""
 
 
-class ClaimOutcome(Enum):
-    SEND = "send"
-    """This delivery holds the claim and must send."""
-    ALREADY_SENT = "already_sent"
-    """GA4 already has the event, or is assumed to (``uncertain``): acknowledge, send nothing."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    key: str
-    outcome: ClaimOutcome
-    token: Any = field(default=None)
-    """The adapter's proof of ownership (Firestore: the claim's update time)."""
-    taken_over: bool = False
-    found_state: str | None = None
-    """With ``ALREADY_SENT``: the ledger state found, ``sent`` or ``uncertain`` (for logs)."""
+DELIVERED_STATES = frozenset({"sent", "uncertain"})
+"""Ledger states after which an event is never sent again."""
 
 
 class ForwardLedger(Protocol):
     """Which events GA4 has (or may have) received; one entry per (measurement id, event id).
 
-    States: ``sending`` (a delivery holds the claim), ``sent`` (GA4 answered 2xx),
-    ``uncertain`` (the request may have reached GA4 but its answer never came; treated like
-    ``sent``). Every write after the claim is conditional on the claim the caller holds, and
-    every entry keeps its expiry.
+    States: ``sent`` (GA4 answered 2xx) and ``uncertain`` (the request may have reached GA4
+    but its answer never came; treated like ``sent``). An entry is written once, after the
+    send, and never changed; it carries its expiry. Nothing is written before the send:
+    two deliveries of one event never run at once (see ``docs/forwarding.md``, "Exactly
+    once to GA4"), so there is nothing to claim.
     """
 
-    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
-        """Claim the event for sending, or say it was (maybe) sent; ``TransientError`` if in
-        flight."""
+    def delivered(self, measurement_id: str, event_id: str) -> str | None:
+        """``sent`` or ``uncertain`` when the ledger has the event, else None;
+        ``TransientError`` when the ledger cannot be read."""
 
-    def mark_sent(self, claim: Claim, now_micros: int) -> None:
-        """Record that GA4 accepted the event; ``TransientError`` on failure."""
-
-    def mark_uncertain(self, claim: Claim, now_micros: int) -> None:
-        """Record that the request may have reached GA4 (no answer); from then on the event
-        is never sent again. ``TransientError`` on failure."""
-
-    def release(self, claim: Claim) -> None:
-        """Give the claim up after a failed send; ``TransientError`` on failure."""
+    def record(self, measurement_id: str, event_id: str, state: str, now_micros: int) -> bool:
+        """Create the event's entry in ``state`` (``sent`` or ``uncertain``); False if it
+        already existed (another delivery recorded it first). ``TransientError`` on
+        failure."""
 
 
 class Publisher(Protocol):

@@ -137,10 +137,14 @@ class Ga4Settings:
     api_secret: str | None = field(default=None, repr=False)
     endpoint: str = "https://www.google-analytics.com"
     validate_first: bool = False
+    """Send every request to ``/debug/mp/collect`` first and dead-letter on messages."""
     unknown_outcome: str = "assume_sent"
     """A request GA4 may have taken without answering (read timeout): ``assume_sent``
     (acknowledge, never a duplicate) or ``resend`` (redeliver, never a loss)."""
-    """Send every request to ``/debug/mp/collect`` first and dead-letter on messages."""
+    ledger: str = "lean"
+    """``FORWARD_LEDGER``: ``lean`` (exactly once but for a crash between GA4's answer and
+    the ledger write: one read before the send, one write after) or ``none`` (no ledger,
+    at least once: every redelivery of a sent event is sent again)."""
     timeout_seconds: float = 5.0
     """Read timeout of one request; the connect timeout is min(3.05, this)."""
     retry_attempts: int = 4
@@ -256,6 +260,7 @@ class Settings:
                 unknown_outcome=env.choice(
                     "GA4_UNKNOWN_OUTCOME", "assume_sent", frozenset({"assume_sent", "resend"})
                 ),
+                ledger=env.choice("FORWARD_LEDGER", "lean", frozenset({"lean", "none"})),
                 timeout_seconds=env.number("GA4_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
                 retry_attempts=env.integer("GA4_RETRY_ATTEMPTS", 4, 1, 10),
                 retry_budget_seconds=env.number("GA4_RETRY_BUDGET_SECONDS", 20.0, 0.1, 300.0),

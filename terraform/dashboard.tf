@@ -41,7 +41,7 @@ locals {
   # (title, filter, group by) of each chart; a rate per second, summed over the group.
   dashboard_charts = [
     ["Events resolved, duplicates skipped, cookieless", "${local.events_metric} AND metric.label.event=one_of(\"resolved\", \"duplicate_skipped\", \"bot_dropped\")", "metric.label.event"],
-    ["Forwarded to GA4, duplicates suppressed, unknown outcomes", "${local.events_metric} AND metric.label.event=one_of(\"forwarded\", \"duplicate_suppressed\", \"ga4_outcome_unknown\")", "metric.label.event"],
+    ["Forwarded to GA4, duplicates suppressed, unknown outcomes, duplicate risks", "${local.events_metric} AND metric.label.event=one_of(\"forwarded\", \"duplicate_suppressed\", \"ga4_outcome_unknown\", \"duplicate_risk\")", "metric.label.event"],
     ["Dead-lettered by reason", "metric.type=\"logging.googleapis.com/user/${google_logging_metric.dead_lettered.name}\" AND resource.type=\"cloud_run_revision\"", "metric.label.reason"],
     ["Retries (GA4 and Firestore) by function", "${local.events_metric} AND metric.label.event=\"retrying\"", "metric.label.service"],
     ["Function responses by status", "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND resource.label.service_name=one_of(${join(", ", [for name in local.monitored_services : "\"${name}\""])})", "metric.label.response_code_class"],

@@ -33,6 +33,7 @@ locals {
     GA4_ENDPOINT                     = var.ga4_endpoint
     GA4_VALIDATE_FIRST               = tostring(var.ga4_validate_first)
     GA4_UNKNOWN_OUTCOME              = var.ga4_unknown_outcome
+    FORWARD_LEDGER                   = var.forward_ledger
     GA4_TIMEOUT_SECONDS              = tostring(var.ga4_timeout_seconds)
     GA4_RETRY_ATTEMPTS               = tostring(var.ga4_retry_attempts)
     GA4_RETRY_BUDGET_SECONDS         = tostring(var.ga4_retry_budget_seconds)

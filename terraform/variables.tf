@@ -526,6 +526,17 @@ variable "ga4_unknown_outcome" {
   }
 }
 
+variable "forward_ledger" {
+  description = "How the forward function keeps GA4 from getting an event twice (FORWARD_LEDGER): lean reads the event's Firestore ledger document before the send and creates it once after (exactly once, but for a crash between GA4's answer and that write); none keeps no ledger (at least once: every redelivery of a sent event is sent again, no Firestore cost)."
+  type        = string
+  default     = "lean"
+
+  validation {
+    condition     = contains(["lean", "none"], var.forward_ledger)
+    error_message = "forward_ledger must be lean or none."
+  }
+}
+
 variable "ga4_timeout_seconds" {
   description = "Timeout of one Measurement Protocol request (GA4_TIMEOUT_SECONDS)."
   type        = number

@@ -1,25 +1,28 @@
 """The forward function's service: one enriched event to GA4, exactly once.
 
 Order, and why: decode, build and validate first (pure; a bad event is dead-lettered
-before any state exists), then claim the event in the ledger, send, and mark it.
+before any state exists), then ask the ledger whether GA4 already has the event, send, and
+record it (one write, after the send). With ``NoLedger`` (``FORWARD_LEDGER=none``) the
+ledger is skipped: at least once, every redelivery of a sent event is sent again.
 
 - Permanent problems (not an enriched event, older than GA4's 72-hour backdating limit,
   invalid for GA4 after repair, rejected by GA4 with a 4xx) are dead-lettered with their
   reason and acknowledged.
-- Failures GA4 certainly did not take (no connection, 5xx/429 after the bounded retries),
-  Firestore outages and another delivery of the same event in flight are raised so
-  Pub/Sub redelivers; a failed send releases its claim first, so the redelivery sends at
-  once.
+- Failures GA4 certainly did not take (no connection, 5xx/429 after the bounded retries)
+  and Firestore outages are raised so Pub/Sub redelivers; nothing was written, so the
+  redelivery sends at once.
 - An unknown outcome (``Ga4OutcomeUnknown``: the request may have reached GA4, no answer
-  came) follows ``unknown_outcome``. ``assume_sent`` (default): the ledger is marked
+  came) follows ``unknown_outcome``. ``assume_sent`` (default): the ledger records it
   ``uncertain``, which later deliveries treat like ``sent``, ``ga4_outcome_unknown`` is
   logged at WARNING and the message acknowledged, so a slow GA4 never gets the event
   twice (the cost: an event GA4 really did not take is lost, and counted in that log).
-  ``resend``: the claim is released and the error raised, so Pub/Sub redelivers after its
-  backoff and the event is sent again (the cost: a duplicate whenever GA4 had taken it).
+  ``resend``: nothing is recorded, ``ga4_outcome_unknown_resent`` is logged and the error raised,
+  so Pub/Sub redelivers after its backoff and the event is sent again (the cost: a
+  duplicate whenever GA4 had taken it).
 - Once GA4 has answered 2xx (or is assumed to have taken the request) the message is
   always acknowledged: failing to record it is logged, never raised, because a
-  redelivery is exactly what could duplicate the event.
+  redelivery is exactly what could duplicate the event. A record that finds the entry
+  already there means another copy of the event was sent concurrently: ``duplicate_risk``.
 """
 
 from __future__ import annotations
@@ -42,21 +45,20 @@ from shared.errors import (
     InvalidEvent,
     PermanentError,
     SettingsError,
-    StitchError,
     TransientError,
 )
 from shared.logs import get_logger
-from shared.ports import (
-    Claim,
-    ClaimOutcome,
-    ForwardLedger,
-    Ga4OutcomeUnknown,
-    Ga4Sender,
-    Publisher,
-)
+from shared.ports import ForwardLedger, Ga4OutcomeUnknown, Ga4Sender, Publisher
 from shared.retry import transient_retry
 
-__all__ = ["ASSUME_SENT", "RESEND", "UNKNOWN_OUTCOME_POLICIES", "ForwardOutcome", "ForwardRuntime"]
+__all__ = [
+    "ASSUME_SENT",
+    "RESEND",
+    "UNKNOWN_OUTCOME_POLICIES",
+    "ForwardOutcome",
+    "ForwardRuntime",
+    "NoLedger",
+]
 
 ASSUME_SENT = "assume_sent"
 RESEND = "resend"
@@ -74,6 +76,21 @@ class ForwardOutcome:
     ``dead_lettered``."""
     reason: str | None = None
     measurement_id: str | None = None
+
+
+class NoLedger:
+    """``ForwardLedger`` that remembers nothing (``FORWARD_LEDGER=none``): at least once.
+
+    Every delivery sends, so each redelivery of an event GA4 already took (Pub/Sub's own
+    duplicates, a resolver's redelivery republishing it, a crashed delivery) is counted
+    twice by GA4; no Firestore RPC is spent.
+    """
+
+    def delivered(self, measurement_id: str, event_id: str) -> str | None:
+        return None
+
+    def record(self, measurement_id: str, event_id: str, state: str, now_micros: int) -> bool:
+        return True
 
 
 def _messages_json(messages: Sequence[Message]) -> str:
@@ -130,36 +147,38 @@ class ForwardRuntime:
                 f"event time is {age_hours:.1f} h ago; GA4 backdates 72 h at most",
             )
         body = self._checked_body(request, now)
-        claim = self._ledger.claim(request.measurement_id, request.event_id, now)
-        if claim.outcome is ClaimOutcome.ALREADY_SENT:
+        found = self._ledger.delivered(request.measurement_id, request.event_id)
+        if found is not None:
             self._log(
                 "duplicate_suppressed",
                 request,
                 "duplicate skipped: GA4 already has it",
-                ledger_state=claim.found_state,
+                ledger_state=found,
             )
             return ForwardOutcome("duplicate", measurement_id=request.measurement_id)
         try:
             self._sender.send(request.measurement_id, body, event_id=request.event_id)
         except Ga4OutcomeUnknown as error:
             if self._unknown_outcome == RESEND:
-                self._release(claim)
+                self._log(
+                    "ga4_outcome_unknown_resent",
+                    request,
+                    "no answer from GA4; redelivered",
+                    level=logging.WARNING,
+                    error=str(error),
+                )
                 raise
-            self._mark(self._ledger.mark_uncertain, claim, request)
             self._log(
                 "ga4_outcome_unknown",
                 request,
-                "no answer from GA4; assumed taken, never resent",
+                "no answer from GA4; assumed taken",
                 level=logging.WARNING,
                 error=str(error),
-                taken_over=claim.taken_over,
             )
+            self._record("uncertain", request)
             return ForwardOutcome("uncertain", measurement_id=request.measurement_id)
-        except StitchError:
-            self._release(claim)
-            raise
-        self._mark(self._ledger.mark_sent, claim, request)
-        self._log("forwarded", request, "forwarded to GA4", taken_over=claim.taken_over)
+        self._record("sent", request)
+        self._log("forwarded", request, "forwarded to GA4")
         return ForwardOutcome("forwarded", measurement_id=request.measurement_id)
 
     def _checked_body(self, request: MeasurementRequest, now: int) -> bytes:
@@ -181,23 +200,21 @@ class ForwardRuntime:
                 raise PermanentError("ga4_invalid", json.dumps(remote, ensure_ascii=False))
         return body
 
-    def _release(self, claim: Claim) -> None:
-        try:
-            self._ledger.release(claim)
-        except TransientError as error:
-            log.warning(
-                "could not release the claim; it lapses after the lease",
-                extra={"event": "claim_release_failed", "error": str(error)},
-            )
-
-    def _mark(
-        self, mark: Callable[[Claim, int], None], claim: Claim, request: MeasurementRequest
-    ) -> None:
-        """Record the send (``sent`` or ``uncertain``) with a few short retries; a
+    def _record(self, state: str, request: MeasurementRequest) -> None:
+        """Create the ledger entry (``sent`` or ``uncertain``) with a few short retries; a
         ``TransientError`` is logged, never raised, because the caller acknowledges."""
         retrying = transient_retry(attempts=3, budget_seconds=5.0, logger=log, sleep=self._sleep)
+        attempts = 0
+
+        def create() -> bool:
+            nonlocal attempts
+            attempts += 1
+            return self._ledger.record(
+                request.measurement_id, request.event_id, state, self._clock()
+            )
+
         try:
-            retrying(mark, claim, self._clock())
+            created = retrying(create)
         except TransientError as error:
             self._log(
                 "ledger_mark_failed",
@@ -206,6 +223,24 @@ class ForwardRuntime:
                 error=str(error),
                 level=logging.ERROR,
             )
+            return
+        if created:
+            return
+        if attempts > 1:
+            self._log(
+                "ledger_write_retried",
+                request,
+                "ledger entry found after a failed write (most likely that write's own)",
+                state=state,
+            )
+            return
+        self._log(
+            "duplicate_risk",
+            request,
+            "another delivery recorded this event first: GA4 may have it twice",
+            level=logging.WARNING,
+            state=state,
+        )
 
     def _dead_letter(self, error: PermanentError, message: PubSubMessage) -> ForwardOutcome:
         self._publisher.publish_all(

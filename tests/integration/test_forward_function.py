@@ -16,8 +16,7 @@ import pytest
 from google.cloud import firestore, pubsub_v1
 
 from ga4_stitch.ga4_endpoint import LocalGa4
-from shared.adapters.firestore.ledger import ClaimOutcome, FirestoreForwardLedger
-from shared.errors import TransientError
+from shared.adapters.firestore.ledger import FirestoreForwardLedger, ledger_key
 from tests.cloudevents import pubsub_cloud_event
 from tests.conftest import PROJECT
 
@@ -157,6 +156,21 @@ def test_a_redelivery_to_any_instance_sends_nothing_more(ga4: LocalGa4) -> None:
     assert deliver(new_instance(), enriched("e-1"), "m-1") == 200
     assert deliver(new_instance(), enriched("e-1"), "m-2") == 200
     assert len(ga4.requests()) == 1
+    (entry,) = firestore.Client(project=PROJECT).collection(forwarded()).stream()
+    assert (entry.get("state"), entry.get("expire_at") is not None) == ("sent", True)
+
+
+def test_without_a_ledger_every_redelivery_is_sent_again(ga4: LocalGa4) -> None:
+    """FORWARD_LEDGER=none: at least once, nothing written to Firestore."""
+    os.environ["FORWARD_LEDGER"] = "none"
+    try:
+        instance = new_instance()
+        assert deliver(instance, enriched("e-1"), "m-1") == 200
+        assert deliver(instance, enriched("e-1"), "m-2") == 200
+    finally:
+        del os.environ["FORWARD_LEDGER"]
+    assert len(ga4.accepted()) == 2
+    assert list(firestore.Client(project=PROJECT).collection(forwarded()).stream()) == []
 
 
 @pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (429, 0.2)])
@@ -226,7 +240,7 @@ def test_a_ga4_that_always_answers_late_gets_each_event_exactly_once(
 def test_5xx_forever_answers_500_and_a_later_redelivery_sends_exactly_once(
     ga4: LocalGa4,
 ) -> None:
-    """Retries are bounded; the claim is released, so the redelivery sends at once."""
+    """Retries are bounded; nothing was recorded, so the redelivery sends at once."""
     ga4.fail_next(3, status=503)
     assert deliver(new_instance(), enriched("e-1"), "m-1") == 500
     assert ga4.accepted() == []
@@ -310,92 +324,89 @@ class RpcCounter:
 def ledger(clean_firestore: str, unique: str) -> tuple[FirestoreForwardLedger, RpcCounter]:
     client = firestore.Client(project=PROJECT)
     counter = RpcCounter(client)
-    return FirestoreForwardLedger(client, f"forwarded_{unique}", lease_micros=60_000_000), counter
+    return FirestoreForwardLedger(client, f"forwarded_{unique}"), counter
 
 
 NOW = time.time_ns() // 1_000
 
 
-def test_the_common_case_costs_two_rpcs_per_event(
+def test_the_common_case_costs_one_read_and_one_write(
     ledger: tuple[FirestoreForwardLedger, RpcCounter],
 ) -> None:
-    """claim (create) + mark_sent (set): 2 RPCs; a redelivery costs 2 (create + read)."""
+    """delivered (read, nothing there) + record (create): 2 RPCs, 1 of them a write."""
     store, counter = ledger
-    claim = store.claim(MEASUREMENT_ID, "e-1", NOW)
-    store.mark_sent(claim, NOW)
-    assert claim.outcome is ClaimOutcome.SEND
-    assert counter.take() == 2
-    assert store.claim(MEASUREMENT_ID, "e-1", NOW).outcome is ClaimOutcome.ALREADY_SENT
-    assert counter.take() == 2
+    assert store.delivered(MEASUREMENT_ID, "e-1") is None
+    assert store.record(MEASUREMENT_ID, "e-1", "sent", NOW) is True
+    assert counter.calls == Counter({"batch_get_documents": 1, "commit": 1})
+    counter.take()
+    document = store._document(ledger_key(MEASUREMENT_ID, "e-1")).get()
+    assert document.get("state") == "sent"
+    assert document.get("expire_at").timestamp() == pytest.approx(NOW / 1e6 + 8 * 86_400)
 
 
-def test_a_failed_send_costs_two_rpcs_and_frees_the_event(
+def test_a_redelivery_to_the_sending_instance_costs_no_rpc(
     ledger: tuple[FirestoreForwardLedger, RpcCounter],
 ) -> None:
-    """claim + release (delete with precondition); the next claim sends."""
+    """The instance's cache knows the event was sent."""
     store, counter = ledger
-    store.release(store.claim(MEASUREMENT_ID, "e-1", NOW))
-    assert counter.take() == 2
-    assert store.claim(MEASUREMENT_ID, "e-1", NOW).outcome is ClaimOutcome.SEND
+    store.record(MEASUREMENT_ID, "e-1", "sent", NOW)
+    counter.take()
+    assert store.delivered(MEASUREMENT_ID, "e-1") == "sent"
+    assert counter.take() == 0
 
 
-def test_a_claim_in_flight_is_respected_and_a_stale_one_taken_over_once(
-    ledger: tuple[FirestoreForwardLedger, RpcCounter],
-) -> None:
-    """Inside the lease: TransientError. After it: taken over, and the new claim respected."""
-    store, _ = ledger
-    store.claim(MEASUREMENT_ID, "e-1", NOW)
-    with pytest.raises(TransientError, match="another delivery"):
-        store.claim(MEASUREMENT_ID, "e-1", NOW + 1_000_000)
-    later = NOW + 61_000_000
-    taken = store.claim(MEASUREMENT_ID, "e-1", later)
-    assert (taken.outcome, taken.taken_over) == (ClaimOutcome.SEND, True)
-    with pytest.raises(TransientError):
-        store.claim(MEASUREMENT_ID, "e-1", later)
-
-
-def test_a_release_after_a_takeover_leaves_the_new_claim_alone(
-    ledger: tuple[FirestoreForwardLedger, RpcCounter],
-) -> None:
-    """The update_time precondition stops a slow delivery from deleting another's claim."""
-    store, _ = ledger
-    first = store.claim(MEASUREMENT_ID, "e-1", NOW)
-    second = store.claim(MEASUREMENT_ID, "e-1", NOW + 61_000_000)
-    store.release(first)
-    store.mark_sent(second, NOW + 62_000_000)
-    assert store.claim(MEASUREMENT_ID, "e-1", NOW + 63_000_000).outcome is (
-        ClaimOutcome.ALREADY_SENT
+def test_a_redelivery_to_another_instance_costs_one_read(clean_firestore: str, unique: str) -> None:
+    """Another instance reads the entry once, then knows it too."""
+    collection = f"forwarded_{unique}"
+    FirestoreForwardLedger(firestore.Client(project=PROJECT), collection).record(
+        MEASUREMENT_ID, "e-1", "uncertain", NOW
     )
+    client = firestore.Client(project=PROJECT)
+    counter = RpcCounter(client)
+    other = FirestoreForwardLedger(client, collection)
+    assert other.delivered(MEASUREMENT_ID, "e-1") == "uncertain"
+    assert other.delivered(MEASUREMENT_ID, "e-1") == "uncertain"
+    assert counter.calls == Counter({"batch_get_documents": 1})
 
 
-def test_an_uncertain_mark_costs_one_rpc_keeps_expire_at_and_is_final(
+def test_a_second_record_is_refused_and_leaves_the_entry_alone(
+    clean_firestore: str, unique: str
+) -> None:
+    """create with exists=False: a concurrent copy's write fails (False, for the caller's
+    ``duplicate_risk``) and the first entry, its state and ``expire_at`` stay."""
+    collection = f"forwarded_{unique}"
+    first = FirestoreForwardLedger(firestore.Client(project=PROJECT), collection)
+    second = FirestoreForwardLedger(firestore.Client(project=PROJECT), collection)
+    assert second.delivered(MEASUREMENT_ID, "e-1") is None
+    assert first.record(MEASUREMENT_ID, "e-1", "uncertain", NOW) is True
+    assert second.record(MEASUREMENT_ID, "e-1", "sent", NOW + 1_000_000) is False
+    document = first._document(ledger_key(MEASUREMENT_ID, "e-1")).get()
+    assert document.get("state") == "uncertain"
+    assert document.get("expire_at").timestamp() == pytest.approx(NOW / 1e6 + 8 * 86_400)
+
+
+def test_an_entry_in_an_unknown_state_is_not_taken_for_delivered(
     ledger: tuple[FirestoreForwardLedger, RpcCounter],
 ) -> None:
-    """claim + mark_uncertain: 2 RPCs; the entry keeps expire_at, and every later claim,
-    even long after the lease, says already sent."""
-    store, counter = ledger
-    claim = store.claim(MEASUREMENT_ID, "e-1", NOW)
-    store.mark_uncertain(claim, NOW)
-    assert counter.take() == 2
-    document = store._document(claim.key).get()
-    assert (document.get("state"), document.get("expire_at") is not None) == ("uncertain", True)
-    later = store.claim(MEASUREMENT_ID, "e-1", NOW + 3_600_000_000)
-    assert (later.outcome, later.found_state) == (ClaimOutcome.ALREADY_SENT, "uncertain")
-
-
-def test_an_uncertain_mark_after_a_takeover_changes_nothing(
-    ledger: tuple[FirestoreForwardLedger, RpcCounter],
-) -> None:
-    """The same update_time precondition as mark_sent: a delivery that lost its claim
-    cannot overwrite the new holder's state, nor re-create a released entry."""
+    """A ``sending`` claim left by the protocol before this one does not block the event."""
     store, _ = ledger
-    first = store.claim(MEASUREMENT_ID, "e-1", NOW)
-    second = store.claim(MEASUREMENT_ID, "e-1", NOW + 61_000_000)
-    store.mark_uncertain(first, NOW + 61_500_000)
-    assert store._document(first.key).get().get("state") == "sending"
-    store.mark_sent(second, NOW + 62_000_000)
-    assert store._document(first.key).get().get("state") == "sent"
-    released = store.claim(MEASUREMENT_ID, "e-2", NOW)
-    store.release(released)
-    store.mark_uncertain(released, NOW)
-    assert not store._document(released.key).get().exists
+    key = ledger_key(MEASUREMENT_ID, "e-old")
+    store._document(key).set({"state": "sending", "event_id": "e-old"})
+    assert store.delivered(MEASUREMENT_ID, "e-old") is None
+
+
+def test_the_cache_is_bounded(clean_firestore: str, unique: str) -> None:
+    store = FirestoreForwardLedger(
+        firestore.Client(project=PROJECT), f"forwarded_{unique}", cache_size=3
+    )
+    for index in range(5):
+        store.record(MEASUREMENT_ID, f"e-{index}", "sent", NOW)
+    assert store.cached == 3
+
+
+def test_only_sent_or_uncertain_is_recorded(
+    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+) -> None:
+    store, _ = ledger
+    with pytest.raises(ValueError, match="sent or uncertain"):
+        store.record(MEASUREMENT_ID, "e-1", "sending", NOW)

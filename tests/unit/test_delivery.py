@@ -173,18 +173,6 @@ def test_backoff_doubles_from_the_minimum_and_stops_at_the_maximum() -> None:
     assert backoff_seconds(DeliveryPolicy().retry_policy(), 1000) == 600
 
 
-def test_a_crashed_claim_costs_attempts_but_never_a_dead_letter() -> None:
-    """The forwarder refuses a redelivery while a crashed delivery's claim is younger than
-    its lease (2 x the longest send, 56.1 s by default). Attempts at 0, 10, 30, 70 s: the
-    fourth takes the claim over, six attempts before the tenth would dead-letter it."""
-    policy = DeliveryPolicy().retry_policy()
-    lease = 2 * 28.05
-    moments = [sum(backoff_schedule(policy)[:n]) for n in range(policy.max_delivery_attempts)]
-    takeover = next(n for n, moment in enumerate(moments, start=1) if moment >= lease)
-    assert (takeover, moments[takeover - 1]) == (4, 70)
-    assert takeover < policy.max_delivery_attempts
-
-
 # --------------------------------------------------------------------------- requests
 
 

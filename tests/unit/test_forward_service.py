@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.firestore.ledger import Claim, ClaimOutcome, ledger_key
+from shared.adapters.firestore.ledger import ledger_key
 from shared.adapters.pubsub import LazyPublisher
 from shared.domain.measurement import PayloadRules
 from shared.domain.messages import OutgoingMessage
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.ports import Ga4OutcomeUnknown
-from shared.services.forward import ForwardRuntime
+from shared.services.forward import ForwardRuntime, NoLedger
 from tests.fakes import FakePublisher
 
 NOW = 1_763_800_154_000_000
@@ -45,44 +45,46 @@ class FakeGa4:
 
 
 class FakeLedger:
-    """``ForwardLedger`` in memory, with the Firestore adapter's lease semantics."""
+    """``ForwardLedger`` in memory, with the Firestore adapter's create-once semantics.
 
-    def __init__(self, lease_micros: int = 60_000_000) -> None:
+    ``calls`` lists every ``delivered`` / ``record`` in order; ``fail_record`` makes the
+    next writes fail (a count, or True for all of them); ``commit_then_fail`` makes the next
+    write commit yet raise (its answer lost)."""
+
+    def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
-        self.lease_micros = lease_micros
-        self.fail_mark = False
-        self.released: list[str] = []
+        self.calls: list[tuple[str, str]] = []
+        self.fail_record: bool | int = False
+        self.commit_then_fail = False
 
-    def claim(self, measurement_id: str, event_id: str, now_micros: int) -> Claim:
+    def delivered(self, measurement_id: str, event_id: str) -> str | None:
+        self.calls.append(("delivered", event_id))
+        entry = self.entries.get(ledger_key(measurement_id, event_id))
+        return None if entry is None else str(entry["state"])
+
+    def record(self, measurement_id: str, event_id: str, state: str, now_micros: int) -> bool:
+        self.calls.append(("record", event_id))
+        if self.fail_record:
+            if not isinstance(self.fail_record, bool):
+                self.fail_record -= 1
+            raise TransientError("Firestore unavailable")
         key = ledger_key(measurement_id, event_id)
-        entry = self.entries.get(key)
-        if entry is None:
-            self.entries[key] = {"state": "sending", "claimed_at": now_micros}
-            return Claim(key, ClaimOutcome.SEND)
-        if entry["state"] in ("sent", "uncertain"):
-            return Claim(key, ClaimOutcome.ALREADY_SENT, found_state=entry["state"])
-        if now_micros - entry["claimed_at"] < self.lease_micros:
-            raise TransientError("in flight")
-        entry["claimed_at"] = now_micros
-        return Claim(key, ClaimOutcome.SEND, taken_over=True)
-
-    def mark_sent(self, claim: Claim, now_micros: int) -> None:
-        if self.fail_mark:
-            raise TransientError("Firestore unavailable")
-        self.entries[claim.key]["state"] = "sent"
-
-    def mark_uncertain(self, claim: Claim, now_micros: int) -> None:
-        if self.fail_mark:
-            raise TransientError("Firestore unavailable")
-        self.entries[claim.key]["state"] = "uncertain"
-
-    def release(self, claim: Claim) -> None:
-        self.released.append(claim.key)
-        del self.entries[claim.key]
+        if key in self.entries:
+            return False
+        self.entries[key] = {"state": state, "at": now_micros}
+        if self.commit_then_fail:
+            self.commit_then_fail = False
+            raise TransientError("deadline exceeded after the commit")
+        return True
 
 
 class World:
-    def __init__(self, validate_first: bool = False, unknown_outcome: str = "assume_sent") -> None:
+    def __init__(
+        self,
+        validate_first: bool = False,
+        unknown_outcome: str = "assume_sent",
+        ledger: Any = None,
+    ) -> None:
         self.ga4 = FakeGa4()
         self.ledger = FakeLedger()
         self.publisher = FakePublisher()
@@ -90,7 +92,7 @@ class World:
         self.runtime = ForwardRuntime(
             rules=PayloadRules(default_measurement_id="G-DEFAULT"),
             sender=self.ga4,
-            ledger=self.ledger,
+            ledger=self.ledger if ledger is None else ledger,
             publisher=self.publisher,
             dead_letter_topic=TOPIC,
             validate_first=validate_first,
@@ -158,12 +160,13 @@ def test_a_redelivered_event_is_not_sent_again(world: World) -> None:
     assert len(world.ga4.sent) == 1
 
 
-def test_a_transient_send_failure_releases_the_claim_and_raises(world: World) -> None:
-    """Pub/Sub redelivers, and the redelivery sends at once (no lease to wait out)."""
+def test_a_transient_send_failure_writes_nothing_and_raises(world: World) -> None:
+    """Pub/Sub redelivers, and the redelivery sends at once: nothing to release."""
     world.ga4.failures.append(TransientError("GA4 answered HTTP 503"))
     with pytest.raises(TransientError):
         world.deliver(enriched())
     assert world.ledger.entries == {}
+    assert world.ledger.calls == [("delivered", "e-1")]
     assert world.deliver(enriched()).status == "forwarded"
     assert len(world.ga4.sent) == 1
 
@@ -175,13 +178,12 @@ def late_answer() -> Ga4OutcomeUnknown:
 def test_an_unknown_outcome_is_marked_uncertain_and_acknowledged(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Assume sent: ledger uncertain, claim kept (not released), no raise, one WARNING."""
+    """Assume sent: ledger uncertain, no raise, one WARNING."""
     caplog.set_level(logging.INFO, logger="ga4_stitch")
     world.ga4.failures.append(late_answer())
     outcome = world.deliver(enriched("e-late"))
     assert outcome.status == "uncertain"
     assert [entry["state"] for entry in world.ledger.entries.values()] == ["uncertain"]
-    assert world.ledger.released == []
     (record,) = [r for r in caplog.records if getattr(r, "event", None) == "ga4_outcome_unknown"]
     assert record.levelno == logging.WARNING
     assert record.event_id == "e-late"  # type: ignore[attr-defined]
@@ -206,23 +208,27 @@ def test_an_unknown_outcome_that_cannot_be_recorded_is_still_acknowledged(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Raising would invite the redelivery that could duplicate it: logged instead."""
-    world.ledger.fail_mark = True
+    world.ledger.fail_record = True
     world.ga4.failures.append(late_answer())
     assert world.deliver(enriched()).status == "uncertain"
     events = [getattr(r, "event", None) for r in caplog.records]
     assert "ledger_mark_failed" in events
     assert "ga4_outcome_unknown" in events
-    assert world.ledger.released == []
 
 
-def test_the_resend_policy_releases_the_claim_and_lets_pubsub_redeliver() -> None:
+def test_the_resend_policy_records_nothing_and_lets_pubsub_redeliver(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """unknown_outcome=resend: the old trade (a duplicate if GA4 had taken it), but only
-    one request per delivery."""
+    one request per delivery; the unknown outcome is still logged."""
     world = World(unknown_outcome="resend")
     world.ga4.failures.append(late_answer())
     with pytest.raises(Ga4OutcomeUnknown):
         world.deliver(enriched())
     assert world.ledger.entries == {}
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events.count("ga4_outcome_unknown_resent") == 1
+    assert "ga4_outcome_unknown" not in events
     assert world.deliver(enriched()).status == "forwarded"
     assert len(world.ga4.sent) == 1
 
@@ -233,23 +239,85 @@ def test_an_unknown_policy_is_refused_at_start_up() -> None:
         World(unknown_outcome="retry")
 
 
-def test_a_delivery_in_flight_makes_another_one_retry_later(world: World) -> None:
-    """A claim inside its lease is respected: TransientError, nothing sent."""
-    world.ledger.claim("G-DEFAULT", "e-1", NOW - 1_000_000)
+def test_nothing_is_written_before_the_send_and_one_entry_after(world: World) -> None:
+    """The common case: one read, the send, one create; no claim before the send."""
+    sent_before_record: list[int] = []
+    record = world.ledger.record
+
+    def watching(measurement_id: str, event_id: str, state: str, now_micros: int) -> bool:
+        sent_before_record.append(len(world.ga4.sent))
+        return record(measurement_id, event_id, state, now_micros)
+
+    world.ledger.record = watching  # type: ignore[method-assign]
+    world.deliver(enriched())
+    assert world.ledger.calls == [("delivered", "e-1"), ("record", "e-1")]
+    assert sent_before_record == [1]
+
+
+def test_a_redelivery_after_a_crash_before_the_record_sends_again(world: World) -> None:
+    """The crash window: GA4 took the request, the instance died before the write; the
+    ledger has nothing, so the redelivery sends again (the duplicate every protocol has)."""
+    world.ga4.sent.append(("G-DEFAULT", {"events": []}))  # the crashed delivery's request
+    assert world.deliver(enriched(), "m-1").status == "forwarded"
+    assert len(world.ga4.sent) == 2
+
+
+def test_a_concurrent_copy_found_at_the_record_is_logged_as_a_duplicate_risk(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another delivery recorded the event between this one's read and its write: GA4 may
+    have it twice. Acknowledged, the entry left as it was, ``duplicate_risk`` logged."""
+    world.ledger.entries[ledger_key("G-DEFAULT", "e-1")] = {"state": "sent", "at": NOW}
+    delivered = world.ledger.delivered
+    world.ledger.delivered = lambda m, e: (delivered(m, e), None)[1]  # type: ignore[method-assign]
+    assert world.deliver(enriched()).status == "forwarded"
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "duplicate_risk"]
+    assert record.levelno == logging.WARNING
+    assert record.event_id == "e-1"  # type: ignore[attr-defined]
+    assert list(world.ledger.entries.values()) == [{"state": "sent", "at": NOW}]
+
+
+def test_a_retried_write_that_finds_its_own_entry_is_no_duplicate_risk(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first create committed but its answer was lost: the retry finds the entry."""
+    caplog.set_level(logging.INFO, logger="ga4_stitch")
+    world.ledger.commit_then_fail = True
+    assert world.deliver(enriched()).status == "forwarded"
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert "duplicate_risk" not in events
+    assert "ledger_write_retried" in events
+
+
+def test_a_write_that_fails_once_is_retried(world: World) -> None:
+    world.ledger.fail_record = 1
+    assert world.deliver(enriched()).status == "forwarded"
+    assert [entry["state"] for entry in world.ledger.entries.values()] == ["sent"]
+
+
+def test_a_firestore_outage_before_the_send_sends_nothing_and_raises(world: World) -> None:
+    """The ledger cannot be read: Pub/Sub redelivers; GA4 gets nothing yet."""
+
+    def unavailable(measurement_id: str, event_id: str) -> str | None:
+        raise TransientError("Firestore unavailable")
+
+    world.ledger.delivered = unavailable  # type: ignore[method-assign]
     with pytest.raises(TransientError):
         world.deliver(enriched())
     assert world.ga4.sent == []
 
 
-def test_a_claim_older_than_its_lease_is_taken_over_and_sent(world: World) -> None:
-    """The earlier delivery died mid-send: the event is sent (at least once in that window)."""
-    world.ledger.claim("G-DEFAULT", "e-1", NOW - 120_000_000)
-    assert world.deliver(enriched()).status == "forwarded"
-    assert len(world.ga4.sent) == 1
+def test_without_a_ledger_every_delivery_is_sent() -> None:
+    """FORWARD_LEDGER=none: at least once; a redelivery of a sent event is sent again."""
+    world = World(ledger=NoLedger())
+    assert world.deliver(enriched(), "m-1").status == "forwarded"
+    assert world.deliver(enriched(), "m-2").status == "forwarded"
+    assert len(world.ga4.sent) == 2
+    assert world.ledger.calls == []
 
 
-def test_a_ga4_rejection_is_dead_lettered_and_the_claim_released(world: World) -> None:
-    """A 4xx is permanent: dead-letter ga4_rejected, acknowledge, leave no claim."""
+def test_a_ga4_rejection_is_dead_lettered_and_nothing_recorded(world: World) -> None:
+    """A 4xx is permanent: dead-letter ga4_rejected, acknowledge, leave no entry."""
     world.ga4.failures.append(PermanentError("ga4_rejected", "GA4 answered HTTP 400"))
     outcome = world.deliver(enriched())
     assert (outcome.status, outcome.reason) == ("dead_lettered", "ga4_rejected")
@@ -354,7 +422,7 @@ def test_failing_to_record_sent_still_acknowledges(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """GA4 has the event: raising would invite a duplicate, so it is logged and acknowledged."""
-    world.ledger.fail_mark = True
+    world.ledger.fail_record = True
     assert world.deliver(enriched()).status == "forwarded"
     assert any(getattr(r, "event", None) == "ledger_mark_failed" for r in caplog.records)
 

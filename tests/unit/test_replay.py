@@ -199,12 +199,23 @@ def test_the_summary_names_every_figure() -> None:
 
 
 def test_duplicates_suppressed_never_goes_negative() -> None:
-    """An event sent twice after one delivery (a takeover after a crash) suppressed
+    """An event sent twice after one delivery (sent again after a crash) suppressed
     nothing, and does not cancel another event's suppressed duplicate."""
     deliveries = {"e-1": 1, "e-2": 2, "e-3": 3}
     requests = {"e-1": 2, "e-2": 1, "e-3": 1}
-    assert duplicate_counts(deliveries, requests, {"e-1"}) == (3, 1)
-    assert duplicate_counts(deliveries, requests, set()) == (3, 0)
+    logged = {"e-1": 1, "e-2": 1, "e-3": 1}
+    assert duplicate_counts(deliveries, requests, logged) == (3, 1)
+    assert duplicate_counts(deliveries, requests, {**logged, "e-1": 2}) == (3, 0)
+
+
+def test_only_requests_no_log_accounts_for_are_the_crash_window() -> None:
+    """Without a ledger each delivery of a duplicated event sends and logs: not a crash.
+    A request whose delivery died before logging is one."""
+    deliveries = {"e-1": 2, "e-2": 2}
+    requests = {"e-1": 2, "e-2": 3}
+    logged = {"e-1": 2, "e-2": 2}
+    assert duplicate_counts(deliveries, requests, logged) == (0, 1)
+    assert duplicate_counts(deliveries, requests, {}) == (0, 3)
 
 
 def test_a_lost_pipeline_is_named_first_in_the_partial_summary() -> None:
