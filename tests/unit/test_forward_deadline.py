@@ -1,9 +1,9 @@
 """The deadline invariant of the forward function, checked against the deployed defaults.
 
-One send lasts at most the retry budget plus one attempt (connect + read timeout); after it
-the ledger mark has its own 5 s budget plus one write. All of it must end before the
-function's timeout, which Terraform already keeps at most the push subscription's ack
-deadline, or Pub/Sub would redeliver a message that is still being sent.
+One send lasts at most the retry budget plus one attempt (connect + read timeout); before it
+the ledger is read once, after it the ledger write has its own 5 s budget plus one write.
+All of it must end before the function's timeout, which Terraform already keeps at most
+the push subscription's ack deadline, or Pub/Sub would redeliver a message that is still being sent.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from shared.adapters.ga4_http import RETRY_INITIAL_WAIT, RETRY_MAX_WAIT, Ga4Clie
 from tests.terraform.configuration import load_configuration
 
 LEDGER_MARK_SECONDS = 5.0 + 5.0
-"""The forward service's mark budget, then one more Firestore write (generous)."""
+"""The ledger's read and the forward service's write budget, then one more write
+(generous)."""
 
 
 def terraform_defaults() -> tuple[float, float, int, float, float]:
