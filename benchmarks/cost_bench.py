@@ -208,6 +208,30 @@ def _deliver(handle: Callable[[dict[str, Any], str], Any], body: dict[str, Any],
     return RETRIES
 
 
+def _deliver_all(
+    handle: Callable[[dict[str, Any], str], Any],
+    messages: Sequence[tuple[bytes, Mapping[str, str], str | None]],
+    prefix: str,
+    latencies: list[float],
+) -> int:
+    """Deliver every (data, attributes, ordering key) in order; the requests it took, and
+    each delivery's wall time appended to ``latencies``."""
+    requests = 0
+    for number, (data, attributes, ordering_key) in enumerate(messages, start=1):
+        mid = f"{prefix}{number}"
+        body = envelope(data, mid, attributes, ordering_key)
+        began = time.perf_counter()
+        requests += _deliver(handle, body, mid)
+        latencies.append(time.perf_counter() - began)
+    return requests
+
+
+def _deliveries(
+    raw: Sequence[Mapping[str, Any]],
+) -> list[tuple[bytes, Mapping[str, str], str | None]]:
+    return [(m["data"], m["attributes"], m["ordering_key"]) for m in raw]
+
+
 def _stitch(
     env: BenchEnv, stream: Stream, raw: Sequence[Mapping[str, Any]], prices: cost.Prices
 ) -> dict[str, Any]:
@@ -217,19 +241,9 @@ def _stitch(
     publisher = CapturingPublisher()
     resolver = stitch_runtime(resolve_counter, settings, stream.now_micros, publisher)
     resolve_latencies: list[float] = []
-
-    def resolve_all() -> int:
-        requests = 0
-        for number, message in enumerate(raw, start=1):
-            body = envelope(
-                message["data"], f"r{number}", message["attributes"], message["ordering_key"]
-            )
-            began = time.perf_counter()
-            requests += _deliver(resolver.handle, body, f"r{number}")
-            resolve_latencies.append(time.perf_counter() - began)
-        return requests
-
-    resolve_requests, resolve_cpu, _ = _timed(resolve_all)
+    resolve_requests, resolve_cpu, _ = _timed(
+        lambda: _deliver_all(resolver.handle, _deliveries(raw), "r", resolve_latencies)
+    )
     topics = settings.topics
     by_topic: dict[str, list[OutgoingMessage]] = {}
     for message in publisher.published:
@@ -249,17 +263,10 @@ def _stitch(
         sleep=lambda _: None,
     )
     forward_latencies: list[float] = []
-
-    def forward_all() -> int:
-        requests = 0
-        for number, message in enumerate(enriched, start=1):
-            body = envelope(message.data, f"f{number}", message.attributes, message.ordering_key)
-            began = time.perf_counter()
-            requests += _deliver(forwarder.handle, body, f"f{number}")
-            forward_latencies.append(time.perf_counter() - began)
-        return requests
-
-    forward_requests, forward_cpu, _ = _timed(forward_all)
+    published = [(m.data, m.attributes, m.ordering_key) for m in enriched]
+    forward_requests, forward_cpu, _ = _timed(
+        lambda: _deliver_all(forwarder.handle, published, "f", forward_latencies)
+    )
     stored = _stored_bytes(prefix, ledger=settings.collection("forwarded"))
 
     def as_dicts(messages: Sequence[OutgoingMessage]) -> list[dict[str, Any]]:
@@ -314,18 +321,9 @@ def _baseline(
             return
         json.dumps(line["request"], separators=(",", ":")).encode()
 
-    def resolve_all() -> int:
-        requests = 0
-        for number, message in enumerate(raw, start=1):
-            body = envelope(
-                message["data"], f"b{number}", message["attributes"], message["ordering_key"]
-            )
-            began = time.perf_counter()
-            requests += _deliver(handle, body, f"b{number}")
-            latencies.append(time.perf_counter() - began)
-        return requests
-
-    requests, cpu_seconds, _ = _timed(resolve_all)
+    requests, cpu_seconds, _ = _timed(
+        lambda: _deliver_all(handle, _deliveries(raw), "b", latencies)
+    )
     deliveries = len(raw)
     return {
         "deliveries": deliveries,

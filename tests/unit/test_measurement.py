@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ga4_stitch.agents import AGENTS_BY_NAME
 from shared.bootstrap import payload_rules
 from shared.domain.measurement import (
     PayloadRules,
@@ -172,33 +173,15 @@ def test_consent_maps_resolved_ad_signals() -> None:
     assert "consent" not in build_request(enriched(), RULES).body
 
 
-CHROME_MAC = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
-CHROME_MAC_HINTS = {
-    "architecture": "arm",
-    "bitness": "64",
-    "brands": [{"brand": "Google Chrome", "version": "131"}],
-    "full_version_list": [
-        {"brand": "Chromium", "version": "131.0.6778.86"},
-        {"brand": "Not_A Brand", "version": "24.0.0.0"},
-        {"brand": "Google Chrome", "version": "131.0.6778.86"},
-    ],
-    "mobile": False,
-    "model": "",
-    "platform": "macOS",
-    "platform_version": "15.2.0",
-    "wow64": False,
-}
+CHROME_MAC = AGENTS_BY_NAME["chrome-macos"]
 
 
 def test_the_device_object_keeps_what_the_user_agent_and_hints_say() -> None:
     """Category, browser and OS travel in ``device`` (GA4 would ignore ``user_agent``)."""
     body = build_request(
         enriched(
-            user_agent=CHROME_MAC,
-            client_hints=CHROME_MAC_HINTS,
+            user_agent=CHROME_MAC.user_agent,
+            client_hints=CHROME_MAC.client_hints,
             language="de-de",
             screen_resolution="1920x1080",
         ),
