@@ -6,7 +6,8 @@ Starts its own Firestore and Pub/Sub emulators (stopped at the end whatever happ
 runs each benchmark, and writes ``results/<name>.json`` per benchmark plus
 ``results/summary.json`` and ``results/TABLE.md`` (the table the README includes) built
 from every benchmark file present, with the cost per month as a section of its own
-(``--only cost`` runs just that, reading the end-to-end CPU from ``results/e2e.json``).
+(``--only cost`` runs just that, reading the end-to-end CPU from ``results/e2e.json``, as
+the scaling benchmark's instance rows do: ``e2e`` runs before both).
 ``--quick`` is a smoke run of a minute or two on small streams; it writes to
 ``results/quick/`` so the committed figures stay those of a full run.
 """
@@ -37,8 +38,8 @@ Tabulator = Callable[[dict[str, Any]], list[Row]]
 BENCHMARKS: dict[str, tuple[Runner, Tabulator]] = {
     "resolver": (resolver_bench.run, resolver_bench.rows),
     "accuracy": (accuracy_bench.run, accuracy_bench.rows),
-    "scaling": (scaling_bench.run, scaling_bench.rows),
     "e2e": (e2e_bench.run, e2e_bench.rows),
+    "scaling": (scaling_bench.run, scaling_bench.rows),
     "cost": (cost_bench.run, cost_bench.rows),
 }
 
@@ -80,7 +81,7 @@ def _run_one(name: str, env: BenchEnv, out: Path, *, quick: bool, work: Path) ->
     run, rows = BENCHMARKS[name]
     print(f"[{name}] running{' (quick)' if quick else ''}...", flush=True)
     began = time.monotonic()
-    options: dict[str, Any] = {"results": out} if name == "cost" else {}
+    options: dict[str, Any] = {"results": out} if name in ("cost", "scaling") else {}
     result = run(env, quick=quick, work=work, **options)
     seconds = time.monotonic() - began
     table = rows(result)

@@ -17,10 +17,19 @@ Three measurements, each stated as what it is:
   after 10 ... 10,000 events, in bytes as Firestore counts storage; on the
   emulator, the document written at two points, its ``Commit`` request bytes and the
   size of what reads back. Bounded means: constant once the history exceeds the windows.
+- ``instance`` (from the end-to-end benchmark's ``results/e2e.json`` of the same run, when
+  present): events per second one Cloud Run instance of the Terraform sizing
+  (``terraform/variables.tf``: ``cpu``, ``concurrency``) sustains, from each function's
+  measured process CPU per delivery: ``1000 x cpu / ms`` with its CPU saturated, and 60%
+  of that, where Cloud Run's autoscaler adds instances. Concurrency bounds the rate only
+  if ``concurrency / request latency`` is lower; at 80 concurrent requests that needs
+  requests slower than 80 / (CPU-bound rate) seconds, far above the functions' own
+  latency (the paced pass's publish-to-GA4 p50, both hops, stands as an upper bound).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 import zlib
@@ -28,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cost
 from benchmarks.common import START_MICROS, BenchEnv
 from benchmarks.delivery import deliver
 from benchmarks.designs import PROJECT, RecordingPublisher, StitchDesign
@@ -49,7 +59,7 @@ MINUTE = 60_000_000
 HISTORY_POINTS = (10, 100, 1_000, 10_000)
 
 
-def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
+def run(env: BenchEnv, *, quick: bool, work: Path, results: Path | None = None) -> dict[str, Any]:
     clients = (100, 1_000) if quick else (100, 1_000, 10_000)
     return {
         "clients": [_clients(env, n) for n in clients],
@@ -57,7 +67,43 @@ def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
         "default_cache_entries": DEFAULT_CACHE,
         "memory": _memory(sample=50 if quick else 200),
         "history": _history(env, HISTORY_POINTS),
+        "instance": instance_rate(results),
     }
+
+
+# --------------------------------------------------------------------------- instance
+
+CPU_TARGET = 0.6
+"""Cloud Run's autoscaling CPU target (docs/cost.md, sources)."""
+
+
+def instance_rate(results: Path | None) -> dict[str, Any] | None:
+    """Events per second one instance of each function sustains (module docstring), from
+    the burst of ``results/e2e.json``; None when no end-to-end run measured process CPU."""
+    path = (results or Path(__file__).resolve().parent / "results") / "e2e.json"
+    try:
+        burst = json.loads(path.read_text())["result"]["passes"]["burst"]
+        cpu = burst["process_cpu_ms_per_event"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    figures: dict[str, Any] = {"source": str(path.name), "deliveries": burst.get("events_in")}
+    for function in ("resolve", "forward"):
+        ms = cpu.get(f"{function} function")
+        if not ms:
+            continue
+        sizing = cost.terraform_sizing(f"{function}_function")
+        saturated = cost.events_per_second_per_instance(ms, sizing.vcpu)
+        figures[function] = {
+            "cpu_ms_per_event": ms,
+            "vcpu": sizing.vcpu,
+            "concurrency": sizing.concurrency,
+            "saturated_events_per_second": round(saturated, 1),
+            "at_cpu_target_events_per_second": round(CPU_TARGET * saturated, 1),
+            "latency_that_would_bind_concurrency_ms": round(
+                1000 * sizing.concurrency / saturated, 1
+            ),
+        }
+    return figures
 
 
 # --------------------------------------------------------------------------- clients
@@ -230,6 +276,25 @@ def rows(result: dict[str, Any]) -> list[Row]:
                 by_history[longest],
                 None,
                 "bounded",
+                "",
+            )
+        )
+    instance = result.get("instance") or {}
+    for function in ("resolve", "forward"):
+        figures = instance.get(function)
+        if not figures:
+            continue
+        table.append(
+            Row(
+                "scaling",
+                f"events/s one {function} instance sustains ({figures['vcpu']:g} vCPU, "
+                f"concurrency {figures['concurrency']}; {figures['cpu_ms_per_event']:.2f} "
+                "process CPU ms/delivery end to end): saturated / at 60% CPU",
+                "",
+                f"{figures['saturated_events_per_second']:.0f} / "
+                f"{figures['at_cpu_target_events_per_second']:.0f}",
+                None,
+                "",
                 "",
             )
         )

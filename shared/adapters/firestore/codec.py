@@ -136,12 +136,33 @@ def encode(state: ClientState) -> dict[str, Any]:
     }
 
 
+def _window_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], SessionWindow]:
+    """How to read the windows of one document: by position when it names exactly today's
+    fields in today's order (every document this version writes), else by name."""
+    if tuple(names) == WINDOW_FIELDS:
+        width = len(WINDOW_FIELDS)
+        return lambda values: (
+            SessionWindow(*values) if len(values) == width else _window(names, values)
+        )
+    return lambda values: _window(names, values)
+
+
+def _answer_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """As ``_window_reader``, for remembered answers."""
+    if tuple(names) == RESOLVED_FIELDS:
+        width = len(RESOLVED_FIELDS)
+        return lambda values: tuple(values) if len(values) == width else _answer(names, values)
+    return lambda values: _answer(names, values)
+
+
 def _from_history(
     data: Mapping[str, Any],
     history: Mapping[str, Any],
     window_names: Sequence[str],
     answer_names: Sequence[str],
 ) -> ClientState:
+    window = _window_reader(window_names)
+    answer = _answer_reader(answer_names)
     return ClientState(
         client_id=data["client_id"],
         first_seen_micros=data.get("first_seen_micros", 0),
@@ -156,13 +177,12 @@ def _from_history(
                 stream=name,
                 count=count,
                 last_activity_micros=last,
-                windows=tuple(_window(window_names, window) for window in windows),
+                windows=tuple(window(values) for values in windows),
             )
             for name, count, last, windows in history["s"]
         ),
         processed=tuple(
-            ProcessedEvent(event_id=entry[0], answer=_answer(answer_names, entry[1:]))
-            for entry in history["p"]
+            ProcessedEvent(event_id=entry[0], answer=answer(entry[1:])) for entry in history["p"]
         ),
     )
 

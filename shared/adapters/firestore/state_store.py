@@ -31,6 +31,7 @@ from typing import Any
 
 from shared.adapters.firestore.codec import decode, encode
 from shared.adapters.firestore.errors import translated
+from shared.adapters.firestore.writes import create_write, is_flat, update_write
 from shared.domain.state import ClientState
 from shared.errors import ConcurrentUpdate
 from shared.ports import Snapshot, UserLink
@@ -115,7 +116,15 @@ class FirestoreStateStore:
         reference = self._clients.document(client_document_id(state.client_id))
         document = encode(state)
         data = {**document, "expire_at": expires}
-        if snapshot.version is None:
+        if is_flat(data) and hasattr(batch, "_add_write_pbs"):
+            path = reference._document_path
+            if snapshot.version is None:
+                write = create_write(path, data)
+            else:
+                write = update_write(path, data, snapshot.version)
+            batch._document_references[path] = reference
+            batch._add_write_pbs([write])
+        elif snapshot.version is None:
             batch.create(reference, data)
         else:
             option = self._client.write_option(last_update_time=snapshot.version)
