@@ -13,10 +13,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.crossdomain.claims import LinkRules
+from shared.domain.datamanager import (
+    DATA_MANAGER,
+    MEASUREMENT_PROTOCOL,
+    DataManagerDestination,
+    DestinationPlan,
+)
 from shared.domain.measurement import PayloadRules
 from shared.domain.privacy import PrivacyRules
 from shared.domain.resolution import Rules
-from shared.ports import ForwardLedger
+from shared.errors import SettingsError
+from shared.ports import ForwardLedger, Ga4Sender
 from shared.services.forward import ForwardRuntime, NoLedger
 from shared.services.inline import InlineRuntime
 from shared.services.resolve import ResolveConfig, ResolveRuntime
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from shared.adapters.firestore.state_store import FirestoreStateStore
 
 __all__ = [
+    "destination_plan",
     "firestore_client",
     "forward_runtime",
     "inline_runtime",
@@ -102,7 +110,11 @@ def resolve_config(settings: Settings) -> ResolveConfig:
 
 def payload_rules(settings: Settings) -> PayloadRules:
     ga4 = settings.ga4
-    measurement_id, _ = ga4.require()
+    measurement_id = ga4.measurement_id
+    if not measurement_id:
+        # The secret is the Measurement Protocol sender's concern (``ga4_sender``): a
+        # deployment forwarding every stream through the Data Manager API has none.
+        raise SettingsError("GA4_MEASUREMENT_ID is required to forward events")
     return PayloadRules(
         default_measurement_id=measurement_id,
         stream_routes=dict(ga4.stream_routes),
@@ -160,6 +172,64 @@ def resolve_runtime(
     )
 
 
+def destination_plan(settings: Settings, rules: PayloadRules) -> DestinationPlan:
+    """Which API each served stream goes through (``GA4_DESTINATION``,
+    ``GA4_STREAM_DESTINATIONS``), with the Data Manager destination of every stream sent
+    there; a ``data_manager`` stream without a GA4 property id (``GA4_PROPERTY_ID``,
+    ``GA4_STREAM_PROPERTIES``) is a ``SettingsError`` here, at start."""
+    ga4 = settings.ga4
+    streams = rules.measurement_ids | frozenset(ga4.stream_destinations)
+    chosen = {stream: ga4.stream_destinations.get(stream, ga4.destination) for stream in streams}
+    data_manager = {}
+    for stream, name in chosen.items():
+        property_id = ga4.stream_property(stream)
+        if name == DATA_MANAGER and property_id:
+            data_manager[stream] = DataManagerDestination(
+                property_id=property_id,
+                measurement_id=stream,
+                ads_conversions=dict(ga4.ads_conversions),
+            )
+    return DestinationPlan(
+        default=ga4.destination,
+        streams=dict(ga4.stream_destinations),
+        data_manager=data_manager,
+        measurement_ids=rules.measurement_ids,
+    )
+
+
+def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
+    """The Measurement Protocol sender, the Data Manager API sender, or a router between
+    them by stream; each is built only when a stream uses it (the Data Manager one asks
+    for application default credentials, the Measurement Protocol one for the secret)."""
+    from shared.adapters.data_manager import DataManagerClient
+    from shared.adapters.destinations import DestinationRouter
+    from shared.adapters.ga4_http import Ga4Client
+
+    ga4 = settings.ga4
+    senders: dict[str, Ga4Sender] = {}
+    if plan.uses_measurement_protocol:
+        _, secret = ga4.require()
+        senders[MEASUREMENT_PROTOCOL] = Ga4Client(
+            endpoint=ga4.endpoint,
+            api_secret=secret,
+            stream_secrets=ga4.stream_secrets,
+            timeout_seconds=ga4.timeout_seconds,
+            attempts=ga4.retry_attempts,
+            budget_seconds=ga4.retry_budget_seconds,
+        )
+    if plan.uses_data_manager:
+        senders[DATA_MANAGER] = DataManagerClient(
+            plan=plan,
+            endpoint=ga4.data_manager_endpoint,
+            timeout_seconds=ga4.timeout_seconds,
+            attempts=ga4.retry_attempts,
+            budget_seconds=ga4.retry_budget_seconds,
+        )
+    if len(senders) == 1:
+        return next(iter(senders.values()))
+    return DestinationRouter(plan, senders)
+
+
 def forward_runtime(settings: Settings, *, client: Any | None = None) -> ForwardRuntime:
     """The forward use case on GA4 over HTTP and the ledger ``FORWARD_LEDGER`` names.
 
@@ -170,21 +240,16 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
     once. The longest send (budget + one attempt, 28.05 s by default) plus the ledger's
     read and write must stay below the function's timeout and the ack deadline (60 s each
     by default). A request GA4 may have taken without answering follows
-    ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default).
+    ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default). Each stream goes through the
+    API ``destination_plan`` names for it (the Measurement Protocol unless
+    ``GA4_DESTINATION`` / ``GA4_STREAM_DESTINATIONS`` say ``data_manager``), with the
+    same ledger, retries and dead letters.
     """
-    from shared.adapters.ga4_http import Ga4Client
     from shared.adapters.pubsub import LazyPublisher, PubSubPublisher
 
     ga4 = settings.ga4
-    _, secret = ga4.require()
-    sender = Ga4Client(
-        endpoint=ga4.endpoint,
-        api_secret=secret,
-        stream_secrets=ga4.stream_secrets,
-        timeout_seconds=ga4.timeout_seconds,
-        attempts=ga4.retry_attempts,
-        budget_seconds=ga4.retry_budget_seconds,
-    )
+    rules = payload_rules(settings)
+    plan = destination_plan(settings, rules)
     ledger: ForwardLedger
     if ga4.ledger == "none":
         ledger = NoLedger()
@@ -195,8 +260,9 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
             client or firestore_client(settings), settings.collection("forwarded")
         )
     return ForwardRuntime(
-        rules=payload_rules(settings),
-        sender=sender,
+        rules=rules,
+        sender=ga4_sender(settings, plan),
+        destinations=plan,
         ledger=ledger,
         publisher=LazyPublisher(lambda: PubSubPublisher(settings.project)),
         dead_letter_topic=settings.topics.forward_dead_letter,

@@ -15,6 +15,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.domain.datamanager import (
+    DESTINATION_NAMES,
+    MEASUREMENT_PROTOCOL,
+    AdsConversion,
+    ads_conversions_from_json,
+)
 from shared.domain.identity import DEFAULT_BLOCKED_USER_IDS, IdentityRules
 from shared.domain.sessions import SessionRules
 from shared.errors import SettingsError
@@ -105,6 +111,22 @@ class _Env:
             return default
         return tuple(word.strip() for word in raw.split(",") if word.strip())
 
+    def json_any(self, name: str) -> object:
+        """Any JSON value (``None`` when unset); ``SettingsError`` naming ``name`` if broken."""
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{name} must be JSON: {exc}") from None
+
+    def digits(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None and not value.isdigit():
+            raise SettingsError(f"{name} must be digits only, got {value!r}")
+        return value
+
     def json_object(self, name: str) -> dict[str, str]:
         raw = self._environ.get(name, "").strip()
         if not raw:
@@ -118,6 +140,35 @@ class _Env:
         ):
             raise SettingsError(f"{name} must be a JSON object of strings")
         return value
+
+
+def _stream_destinations(env: _Env) -> dict[str, str]:
+    streams = {k: v.strip().lower() for k, v in env.json_object("GA4_STREAM_DESTINATIONS").items()}
+    wrong = sorted(v for v in streams.values() if v not in DESTINATION_NAMES)
+    if wrong:
+        raise SettingsError(
+            f"GA4_STREAM_DESTINATIONS values must be one of {sorted(DESTINATION_NAMES)}, "
+            f"got {wrong}"
+        )
+    return streams
+
+
+def _stream_properties(env: _Env) -> dict[str, str]:
+    properties = {k: v.strip() for k, v in env.json_object("GA4_STREAM_PROPERTIES").items()}
+    wrong = sorted(k for k, v in properties.items() if not v.isdigit())
+    if wrong:
+        raise SettingsError(f"GA4_STREAM_PROPERTIES values must be digits only; see {wrong}")
+    return properties
+
+
+def _ads_conversions(env: _Env) -> dict[str, AdsConversion]:
+    value = env.json_any("DATA_MANAGER_ADS_CONVERSIONS")
+    if value is None:
+        return {}
+    try:
+        return ads_conversions_from_json(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"DATA_MANAGER_ADS_CONVERSIONS: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -161,6 +212,33 @@ class Ga4Settings:
     param_allow: tuple[str, ...] = ()
     param_deny: tuple[str, ...] = ()
     param_renames: Mapping[str, str] = field(default_factory=dict)
+    destination: str = MEASUREMENT_PROTOCOL
+    """``GA4_DESTINATION``: the API every stream is forwarded through unless
+    ``stream_destinations`` says otherwise: ``measurement_protocol`` (``/mp/collect``) or
+    ``data_manager`` (the Data Manager API's ``ingestEvents``)."""
+    stream_destinations: Mapping[str, str] = field(default_factory=dict)
+    """``GA4_STREAM_DESTINATIONS``: measurement id -> destination, per stream."""
+    property_id: str | None = None
+    """``GA4_PROPERTY_ID``: the numeric GA4 property of ``measurement_id``; required when
+    that stream goes to ``data_manager``."""
+    stream_properties: Mapping[str, str] = field(default_factory=dict)
+    """``GA4_STREAM_PROPERTIES``: measurement id -> numeric GA4 property, for routed
+    streams that go to ``data_manager``."""
+    data_manager_endpoint: str = "https://datamanager.googleapis.com"
+    """``DATA_MANAGER_ENDPOINT``: the Data Manager API, or a local endpoint (no
+    credentials are sent to ``localhost`` or plain ``http://``)."""
+    ads_conversions: Mapping[str, AdsConversion] = field(default_factory=dict)
+    """``DATA_MANAGER_ADS_CONVERSIONS``: event name -> the Google Ads conversion action
+    that also takes it (``{"purchase": {"customer_id": "1234567890",
+    "conversion_action_id": "987654321", "login_customer_id": "1112223333"}}``, the
+    last optional), on streams sent through ``data_manager``."""
+
+    def stream_property(self, measurement_id: str) -> str | None:
+        """The stream's GA4 property id: its own, else ``property_id`` for the default
+        stream."""
+        if measurement_id in self.stream_properties:
+            return self.stream_properties[measurement_id]
+        return self.property_id if measurement_id == self.measurement_id else None
 
     def require(self) -> tuple[str, str]:
         """The default stream's measurement id and secret, or a ``SettingsError``."""
@@ -272,6 +350,18 @@ class Settings:
                 param_allow=env.words("GA4_PARAM_ALLOW"),
                 param_deny=env.words("GA4_PARAM_DENY"),
                 param_renames=env.json_object("GA4_PARAM_RENAMES"),
+                destination=env.choice(
+                    "GA4_DESTINATION",
+                    "measurement_protocol",
+                    frozenset({"measurement_protocol", "data_manager"}),
+                ),
+                stream_destinations=_stream_destinations(env),
+                property_id=env.digits("GA4_PROPERTY_ID"),
+                stream_properties=_stream_properties(env),
+                data_manager_endpoint=env.text(
+                    "DATA_MANAGER_ENDPOINT", "https://datamanager.googleapis.com"
+                ).rstrip("/"),
+                ads_conversions=_ads_conversions(env),
             ),
             privacy=PrivacySettings(
                 pii_user_id_mode=env.choice(

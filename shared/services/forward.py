@@ -5,9 +5,16 @@ before any state exists), then ask the ledger whether GA4 already has the event,
 record it (one write, after the send). With ``NoLedger`` (``FORWARD_LEDGER=none``) the
 ledger is skipped: at least once, every redelivery of a sent event is sent again.
 
+- Each stream goes through the API its destination names (``DestinationPlan``: the
+  Measurement Protocol or the Data Manager API); ledger, retries, dead letters and the
+  unknown-outcome policy mean the same for both, and every log line names the
+  ``destination``. A Data Manager request is mapped and checked here too
+  (``shared.domain.datamanager.refusals``), so an event the API would refuse is
+  dead-lettered with the API's own reason before any request; that path has no
+  ``validate_first`` round trip.
 - Permanent problems (not an enriched event, older than GA4's 72-hour backdating limit,
-  invalid for GA4 after repair, rejected by GA4 with a 4xx) are dead-lettered with their
-  reason and acknowledged.
+  invalid for GA4 after repair, rejected by GA4 with a 4xx, refused by the Data Manager
+  API) are dead-lettered with their reason and acknowledged.
 - Failures GA4 certainly did not take (no connection, 5xx/429 after the bounded retries)
   and Firestore outages are raised so Pub/Sub redelivers; nothing was written, so the
   redelivery sends at once.
@@ -33,6 +40,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain.datamanager import (
+    DATA_MANAGER,
+    DestinationPlan,
+    dead_letter_reason,
+    ingest_request,
+    refusal_detail,
+    refusals,
+)
 from shared.domain.measurement import MeasurementRequest, PayloadRules, build_request
 from shared.domain.messages import (
     PubSubMessage,
@@ -112,6 +127,7 @@ class ForwardRuntime:
         unknown_outcome: str = ASSUME_SENT,
         clock: Callable[[], int],
         sleep: Callable[[float], None] | None = None,
+        destinations: DestinationPlan | None = None,
     ) -> None:
         if unknown_outcome not in UNKNOWN_OUTCOME_POLICIES:
             allowed = ", ".join(sorted(UNKNOWN_OUTCOME_POLICIES))
@@ -125,6 +141,7 @@ class ForwardRuntime:
         self._validate_first = validate_first
         self._clock = clock
         self._sleep = sleep
+        self._destinations = destinations or DestinationPlan()
 
     def handle(self, data: Any, event_id: str | None = None) -> ForwardOutcome:
         """Process one CloudEvent's data; raises only ``TransientError``."""
@@ -194,11 +211,22 @@ class ForwardRuntime:
                 messages=[message.as_ga4() for message in validation.messages],
             )
         body = encode_body(validation.body)
-        if self._validate_first:
+        if self._destinations.destination_of(request.measurement_id) == DATA_MANAGER:
+            self._check_data_manager(request, validation.body, now)
+        elif self._validate_first:
             remote = self._sender.validate_remote(request.measurement_id, body)
             if remote:
                 raise PermanentError("ga4_invalid", json.dumps(remote, ensure_ascii=False))
         return body
+
+    def _check_data_manager(
+        self, request: MeasurementRequest, body: dict[str, Any], now: int
+    ) -> None:
+        """Dead-letter, with the API's reason, what the Data Manager API would refuse."""
+        destination = self._destinations.data_manager_for(request.measurement_id)
+        refused = refusals(ingest_request(body, destination), now)
+        if refused:
+            raise PermanentError(dead_letter_reason(refused[0].reason), refusal_detail(refused))
 
     def _record(self, state: str, request: MeasurementRequest) -> None:
         """Create the ledger entry (``sent`` or ``uncertain``) with a few short retries; a
@@ -257,15 +285,20 @@ class ForwardRuntime:
         )
         return ForwardOutcome("dead_lettered", reason=error.reason)
 
-    @staticmethod
     def _log(
-        event: str, request: MeasurementRequest, text: str, level: int = logging.INFO, **fields: Any
+        self,
+        event: str,
+        request: MeasurementRequest,
+        text: str,
+        level: int = logging.INFO,
+        **fields: Any,
     ) -> None:
         extra = {
             "event": event,
             "event_id": request.event_id,
             "client_id": request.client_id,
             "measurement_id": request.measurement_id,
+            "destination": self._destinations.destination_of(request.measurement_id),
             **fields,
         }
         log.log(level, text, extra=extra)
