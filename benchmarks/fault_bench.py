@@ -12,6 +12,10 @@ crash window, counted.
     .venv/bin/python -m benchmarks.fault_bench            # every scenario but the 5-minute outage
     .venv/bin/python -m benchmarks.fault_bench --long     # with it (adds about 7 minutes)
     .venv/bin/python -m benchmarks.fault_bench --only ga4-503-60s --only firestore-frozen-20s
+    .venv/bin/python -m benchmarks.fault_bench --destination data_manager   # through the DM API
+
+``--destination data_manager`` forwards through the Data Manager API (the local GA4
+endpoint serves it, with the same faults); its results go to ``faults-data_manager.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ga4_stitch.pipeline import LocalPipeline, PipelineOptions, group_members
+from ga4_stitch.ga4_endpoint import is_accepted
+from ga4_stitch.pipeline import (
+    DESTINATIONS,
+    MEASUREMENT_PROTOCOL,
+    LocalPipeline,
+    PipelineOptions,
+    group_members,
+)
 from ga4_stitch.replay import replay
 from ga4_stitch.score import score
 from ga4_stitch.simulate import SimulationConfig, simulate
@@ -120,17 +131,39 @@ SCENARIOS = (
 
 
 def _accepted(record: Path) -> int:
+    """Requests GA4 took so far, through either API."""
     try:
         text = record.read_text()
     except FileNotFoundError:
         return 0
-    return sum('"/mp/collect"' in line and '"status":204' in line for line in text.splitlines())
+    taken = 0
+    for line in text.splitlines():
+        try:
+            taken += is_accepted(json.loads(line))
+        except (ValueError, AttributeError):
+            continue  # a line still being written
+    return taken
+
+
+def results_path(destination: str) -> Path:
+    """Where a suite's results go: ``faults.json`` for the Measurement Protocol."""
+    if destination == MEASUREMENT_PROTOCOL:
+        return RESULTS
+    return RESULTS.with_name(f"faults-{destination}.json")
 
 
 def _run(
-    scenario: Scenario, work: Path, valid: int, events: Path, truth: dict[str, Any]
+    scenario: Scenario,
+    work: Path,
+    valid: int,
+    events: Path,
+    truth: dict[str, Any],
+    *,
+    destination: str = MEASUREMENT_PROTOCOL,
 ) -> dict[str, Any]:
-    options = PipelineOptions(work_dir=work / "pipeline", emulators_from_environment=False)
+    options = PipelineOptions(
+        work_dir=work / "pipeline", emulators_from_environment=False, destination=destination
+    )
     with LocalPipeline(options) as pipeline:
         record = Path(pipeline.info.ga4_record)
 
@@ -167,7 +200,9 @@ def _run(
     }
 
 
-def run_suite(names: set[str] | None, long: bool) -> list[dict[str, Any]]:
+def run_suite(
+    names: set[str] | None, long: bool, destination: str = MEASUREMENT_PROTOCOL
+) -> list[dict[str, Any]]:
     stream = simulate(
         SimulationConfig(people=PEOPLE, seed=SEED, start_micros=time.time_ns() // 1000)
     )
@@ -181,7 +216,9 @@ def run_suite(names: set[str] | None, long: bool) -> list[dict[str, Any]]:
             if (names and scenario.name not in names) or (scenario.long and not long and not names):
                 continue
             print(f"-- {scenario.name}: {scenario.what}", flush=True)
-            row = _run(scenario, Path(tmp) / scenario.name, valid, events, truth)
+            row = _run(
+                scenario, Path(tmp) / scenario.name, valid, events, truth, destination=destination
+            )
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -206,15 +243,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--long", action="store_true", help="include the 5-minute outage")
+    parser.add_argument(
+        "--destination",
+        choices=DESTINATIONS,
+        default=MEASUREMENT_PROTOCOL,
+        help="how the forwarder reaches GA4 (default measurement_protocol)",
+    )
     args = parser.parse_args()
-    rows = run_suite(set(args.only or ()), args.long)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"people": PEOPLE, "seed": SEED, "runs": rows}, indent=2) + "\n")
+    rows = run_suite(set(args.only or ()), args.long, args.destination)
+    results = results_path(args.destination)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"people": PEOPLE, "seed": SEED, "destination": args.destination, "runs": rows}
+    results.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_table(rows))
-    print(f"written to {RESULTS}")
+    print(f"written to {results}")
 
 
-__all__ = ["SCENARIOS", "Scenario", "format_table", "run_suite"]
+__all__ = ["SCENARIOS", "Scenario", "format_table", "results_path", "run_suite"]
 
 if __name__ == "__main__":
     main()

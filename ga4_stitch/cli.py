@@ -264,14 +264,16 @@ def _attached(args: argparse.Namespace) -> PipelineInfo | None:
 
 def _describe(info: PipelineInfo, state_file: Path) -> list[str]:
     topics, subscriptions = info.topics, info.subscriptions
+    path = "/v1/events:ingest" if info.destination == "data_manager" else "/mp/collect"
     return [
         f"Pub/Sub emulator   {info.pubsub_host}   (project {info.project})",
         f"Firestore emulator {info.firestore_host}",
         f"resolve function   {info.functions['resolve']}   log {info.logs['resolve']}",
         f"forward function   {info.functions['forward']}   log {info.logs['forward']}",
-        f"local GA4          {info.ga4_url}/mp/collect   record {info.ga4_record}"
+        f"local GA4          {info.ga4_url}{path}   record {info.ga4_record}"
         if info.ga4_record
-        else f"GA4 endpoint       {info.ga4_url}/mp/collect   (--ga4-endpoint, not recorded)",
+        else f"GA4 endpoint       {info.ga4_url}{path}   (--ga4-endpoint, not recorded)",
+        f"destination        {info.destination}",
         f"topic {topics['raw_events']} -> push {subscriptions['resolve']} -> resolve",
         f"topic {topics['enriched']} -> push {subscriptions['forward']} -> forward",
         f"BigQuery export stand-ins: pull {subscriptions['enriched_events']}, "
@@ -296,6 +298,16 @@ def _ordering_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _destination_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--destination",
+        choices=("measurement_protocol", "data_manager"),
+        default=None,
+        help="how the forwarder reaches GA4: the Measurement Protocol (default) or the Data "
+        "Manager API; the local GA4 endpoint serves both (docs/forwarding.md)",
+    )
+
+
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo", action="store_true", help="publish a simulated stream, summarise, exit"
@@ -315,6 +327,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="forward to this Measurement Protocol host instead of the local GA4 endpoint "
         "(replay then cannot see what reached it)",
     )
+    _destination_argument(parser)
     _ordering_argument(parser)
     _add_state_arguments(parser)
 
@@ -335,6 +348,7 @@ def _run(args: argparse.Namespace) -> int:
         work_dir=_state_dir(args.state_dir) / "run",
         keep_data=args.keep_data,
         ga4_endpoint=args.ga4_endpoint,
+        destination=args.destination or "measurement_protocol",
     )
     try:
         with LocalPipeline(options, report=progress) as pipeline:
@@ -425,6 +439,7 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
         help="truth NDJSON of simulate: also print the score and GA4 report parity",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _destination_argument(parser)
     _add_attach_argument(parser)
 
 
@@ -444,15 +459,19 @@ def _replay(args: argparse.Namespace) -> int:
         "report": progress,
     }
     info = _attached(args)
+    _check_destination(info, args.destination)
     try:
         if info is not None:
             progress(f"replaying through the running pipeline (pid {info.pid})")
             summary = replay(info, args.events, args.out, clear_state=not args.keep_data, **options)
         else:
             work = _state_dir(args.state_dir) / "replay"
-            with LocalPipeline(
-                PipelineOptions(work_dir=work, keep_data=args.keep_data), report=progress
-            ) as pipeline:
+            pipeline_options = PipelineOptions(
+                work_dir=work,
+                keep_data=args.keep_data,
+                destination=args.destination or "measurement_protocol",
+            )
+            with LocalPipeline(pipeline_options, report=progress) as pipeline:
                 info = pipeline.info
                 summary = replay(pipeline, args.events, args.out, **options)
     except PipelineError as exc:
@@ -488,6 +507,15 @@ def _replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _check_destination(info: PipelineInfo | None, destination: str | None) -> None:
+    """A replay through a running pipeline takes the destination it was started with."""
+    if info is not None and destination and destination != info.destination:
+        raise UsageError(
+            f"the running pipeline forwards through {info.destination}; start it with "
+            f"ga4-stitch run --destination {destination}, or leave out --destination"
+        )
 
 
 def _remember_export(state_dir: Path, summary: ReplaySummary) -> None:

@@ -1,19 +1,35 @@
-"""A local GA4 Measurement Protocol endpoint: a real HTTP server for tests and the local pipeline.
+"""A local GA4 endpoint: a real HTTP server for tests and the local pipeline.
 
-It answers like GA4: ``POST /mp/collect`` always answers 204 (GA4 accepts invalid payloads
-silently), ``POST /debug/mp/collect`` answers 200 with ``{"validationMessages": [...]}``.
-Both validate exactly like ``shared.domain.validation`` in strict mode (every message counts,
-nothing is repaired), plus the presence of the ``measurement_id`` and ``api_secret`` query
-parameters.
+It serves both ways into GA4 and answers like each:
+
+- Measurement Protocol: ``POST /mp/collect`` always answers 204 (GA4 accepts invalid
+  payloads silently), ``POST /debug/mp/collect`` answers 200 with
+  ``{"validationMessages": [...]}``. Both validate exactly like
+  ``shared.domain.validation`` in strict mode (every message counts, nothing is repaired),
+  plus the presence of the ``measurement_id`` and ``api_secret`` query parameters.
+- Data Manager API: ``POST /v1/events:ingest`` (the REST path of the official client's
+  ``IngestionServiceClient.ingest_events``) parses the body with the official types and
+  refuses what the API documents it refuses (``ga4_stitch.datamanager_ingest``): HTTP 400
+  with a ``google.rpc.Status`` JSON, ``INVALID_ARGUMENT`` with ErrorInfo and BadRequest
+  field violations; otherwise 200 ``{"requestId": ...}``. ``validateOnly`` requests are
+  checked and answered, never ingested.
 
 Every request is recorded, in memory and as one NDJSON line
 ``{received_at_micros, path, measurement_id, event_id, body, validation_messages, status}``
 (``event_id``: the forwarder's ``X-Ga4-Stitch-Event-Id`` header, or null); the API secret
-is never recorded nor logged. A fault plan makes the next requests fail (any status,
-with ``Retry-After``) or answer late, to exercise retries: ``fail_next`` / ``delay_next`` /
-``fail_for`` (an outage of some seconds) in process, or ``POST /__admin/faults`` from another
-process (``{"for_seconds": 60, "status": 503}`` for an outage). ``GET /__admin/requests`` returns
-the records. ``LocalGa4.reported`` reads the accepted ones as GA4's reports would show them
+is never recorded nor logged. A Data Manager request is recorded in the same shape, its
+``body`` being the Measurement Protocol body GA4 would have recorded for it
+(``ga4_stitch.datamanager_hits``), ``validation_messages`` its field violations, plus
+``request`` (the request as sent), ``validate_only`` and ``ads_conversions`` (its events
+bound for Google Ads), so that replay, score and parity read either destination alike.
+
+A fault plan makes the next requests fail (any status, with ``Retry-After``) or answer
+late, to exercise retries: ``fail_next`` / ``delay_next`` / ``fail_for`` (an outage of some
+seconds) in process, or ``POST /__admin/faults`` from another process
+(``{"for_seconds": 60, "status": 503}`` for an outage). Faults apply to both APIs; a Data
+Manager answer under a fault carries the ``google.rpc.Status`` of its HTTP status.
+``GET /__admin/requests`` returns the records. ``LocalGa4.reported`` reads the accepted
+ones as GA4's reports would show them
 (device, geo and campaign precedence of ``ga4_stitch.parity``).
 """
 
@@ -24,14 +40,16 @@ import collections
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import uuid4
 
+from ga4_stitch import datamanager_hits, datamanager_ingest
 from shared.adapters.ga4_http import EVENT_ID_HEADER
 from shared.domain.validation import Code, Message, parse_body, validate
 
@@ -39,6 +57,23 @@ COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"
 FAULTS_PATH = "/__admin/faults"
 REQUESTS_PATH = "/__admin/requests"
+INGEST_PATH = datamanager_ingest.INGEST_PATH
+ACCEPTING_PATHS = frozenset({COLLECT_PATH, INGEST_PATH})
+"""Paths whose 2xx answer means GA4 took the events (the debug path ingests nothing)."""
+RPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+"""HTTP status -> ``google.rpc.Code`` name, as Google's REST APIs pair them."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._plan_faults(raw)
         elif url.path in (COLLECT_PATH, DEBUG_PATH):
             self._collect(url.path, parse_qs(url.query), raw)
+        elif url.path == INGEST_PATH:
+            self._ingest(raw)
         else:
             self._answer(404, b"")
 
@@ -177,6 +214,40 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(204, b"")
 
+    def _ingest(self, raw: bytes) -> None:
+        """``IngestionService.IngestEvents`` over REST (module docstring)."""
+        received = time.time_ns() // 1000
+        fault = self.server.state.next_fault() or Fault()
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+        checked = datamanager_ingest.check(raw, now_micros=received)
+        request = checked.request
+        measurement_id, body = datamanager_hits.request_body(request)
+        status = fault.status or (200 if checked.accepted else 400)
+        request_id = uuid4().hex
+        self.server.state.record(
+            {
+                "received_at_micros": received,
+                "path": INGEST_PATH,
+                "measurement_id": measurement_id,
+                "event_id": self._event_id(),
+                "body": body if body is not None else raw.decode("utf-8", "backslashreplace"),
+                "validation_messages": [v.as_json() for v in checked.violations],
+                "status": status,
+                "request": request,
+                "validate_only": bool(request and request.get("validateOnly")),
+                "ads_conversions": datamanager_hits.ads_conversions(request),
+                "request_id": request_id,
+            }
+        )
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.status is not None:
+            self._answer(fault.status, _rpc_error(fault.status), headers)
+        elif checked.accepted:
+            self._answer(200, datamanager_ingest.success_body(request_id))
+        else:
+            self._answer(400, datamanager_ingest.error_body(checked.violations, request_id))
+
     def _event_id(self) -> str | None:
         header = self.headers.get(EVENT_ID_HEADER)
         return unquote(header) if header else None
@@ -193,6 +264,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+def _rpc_error(status: int) -> bytes:
+    """A ``google.rpc.Status`` JSON for an HTTP status (a planned fault on the DM path)."""
+    code = RPC_STATUS.get(status, "UNKNOWN" if status >= 500 else "FAILED_PRECONDITION")
+    return json.dumps(
+        {"error": {"code": status, "message": f"local fault: {code}", "status": code}}
+    ).encode()
 
 
 class _Server(ThreadingHTTPServer):
@@ -250,8 +329,9 @@ class LocalGa4:
             return list(self._state.records)
 
     def accepted(self) -> list[dict[str, Any]]:
-        """Requests that GA4 would have processed: ``/mp/collect`` answered 2xx."""
-        return [r for r in self.requests() if r["path"] == COLLECT_PATH and r["status"] < 300]
+        """Requests that GA4 would have processed: ``/mp/collect`` or ``/v1/events:ingest``
+        answered 2xx (not a ``validateOnly`` one)."""
+        return [r for r in self.requests() if is_accepted(r)]
 
     def reported(self) -> list[dict[str, Any]]:
         """What GA4 would report for the accepted requests so far, event by event, with
@@ -260,6 +340,22 @@ class LocalGa4:
         from ga4_stitch.parity import report_requests
 
         return report_requests(record["body"] for record in self.accepted())
+
+
+def is_accepted(record: Mapping[str, Any]) -> bool:
+    """Whether a record is of a request GA4 ingested (``accepted``), from either API."""
+    try:
+        status = int(record.get("status", 500))
+    except (TypeError, ValueError):
+        return False
+    if record.get("path") == INGEST_PATH:
+        # A request with no event for GA4 (Google Ads only) records no MP body.
+        return (
+            status < 300
+            and not record.get("validate_only")
+            and isinstance(record.get("body"), dict)
+        )
+    return record.get("path") == COLLECT_PATH and status < 300
 
 
 def serve(
@@ -279,7 +375,9 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Local GA4 Measurement Protocol endpoint")
+    parser = argparse.ArgumentParser(
+        description="Local GA4 endpoint (Measurement Protocol and Data Manager API)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--record", type=Path, default=None, help="NDJSON file of requests")

@@ -68,6 +68,13 @@ from shared.settings import Topics
 
 PROJECT = "demo-ga4-stitch"
 LOCAL_MEASUREMENT_ID = "G-LOCAL00001"
+LOCAL_PROPERTY_ID = "123456789"
+"""The demo GA4 property the local stream belongs to (the Data Manager API's destination)."""
+MEASUREMENT_PROTOCOL = "measurement_protocol"
+DATA_MANAGER = "data_manager"
+DESTINATIONS = (MEASUREMENT_PROTOCOL, DATA_MANAGER)
+"""How the forwarder reaches GA4 (``GA4_DESTINATION``): both are served by the local GA4
+endpoint."""
 LOCAL_SECRETS = {
     "GA4_API_SECRET": "local-secret",
     "LINK_TOKEN_SECRET": "local-link-token-secret-0001",
@@ -131,6 +138,15 @@ class PipelineOptions:
     """Where the forwarder sends (``GA4_ENDPOINT``); None: the local GA4 endpoint."""
     push_workers: int = 24
     """Pushes in flight at once per function subscription (different ordering keys)."""
+    destination: str = MEASUREMENT_PROTOCOL
+    """``measurement_protocol`` or ``data_manager``: the forwarder's ``GA4_DESTINATION``.
+    With ``data_manager`` the forward function also gets ``GA4_PROPERTY_ID`` (the demo
+    property) and ``DATA_MANAGER_ENDPOINT`` (the GA4 endpoint, which serves the Data
+    Manager API's ingest method too)."""
+
+    def __post_init__(self) -> None:
+        if self.destination not in DESTINATIONS:
+            raise ValueError(f"destination must be one of {DESTINATIONS}, not {self.destination!r}")
 
 
 EXPORT_ROLES = ("enriched_events", "identity_links")
@@ -170,13 +186,24 @@ class PipelineInfo:
     """The process that owns the pipeline (``ga4-stitch run``)."""
     process_groups: list[int]
     """Process groups it started (emulators, functions): none must outlive it."""
+    destination: str = MEASUREMENT_PROTOCOL
+    """How the forwarder reaches GA4 (``PipelineOptions.destination``)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> PipelineInfo:
-        return cls(**{name: value[name] for name in cls.__dataclass_fields__})
+        """A state file's pipeline; a field written by a later version than the file's
+        (one with a default) takes its default."""
+        optional = {"destination"}
+        return cls(
+            **{
+                name: value[name]
+                for name in cls.__dataclass_fields__
+                if name not in optional or name in value
+            }
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -406,6 +433,7 @@ class LocalPipeline:
             pii_hash_secret=LOCAL_SECRETS["PII_HASH_SECRET"],
             pid=os.getpid(),
             process_groups=self.process_groups,
+            destination=self.options.destination,
         )
 
     def _start_emulators(self, logs: Path) -> None:
@@ -464,10 +492,21 @@ class LocalPipeline:
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join([str(MAIN.parent.parent), env.get("PYTHONPATH", "")]),
                 **LOCAL_SECRETS,
+                **self._destination_env(ga4_url),
                 **self.options.function_env,
             }
         )
         return env
+
+    def _destination_env(self, ga4_url: str) -> dict[str, str]:
+        """The forwarder's destination settings (``PipelineOptions.destination``)."""
+        if self.options.destination != DATA_MANAGER:
+            return {"GA4_DESTINATION": MEASUREMENT_PROTOCOL}
+        return {
+            "GA4_DESTINATION": DATA_MANAGER,
+            "GA4_PROPERTY_ID": LOCAL_PROPERTY_ID,
+            "DATA_MANAGER_ENDPOINT": ga4_url,
+        }
 
     def _spawn_function(self, name: str, port: int, *, append: bool) -> subprocess.Popen[bytes]:
         return spawn(

@@ -4,8 +4,9 @@
 as the GTM SC tag would (attributes ``client_id`` and ``event_name``, an ordering key per
 client), then watches the local GA4 endpoint's record, the two
 dead-letter subscriptions and the functions' logs until every distinct event id is
-accounted for: it reached GA4 (``/mp/collect`` answered 2xx; the forwarder names the event
-in the ``X-Ga4-Stitch-Event-Id`` header), it was dead-lettered, or the resolver dropped it
+accounted for: it reached GA4 (``/mp/collect``, or the Data Manager API's
+``/v1/events:ingest``, answered 2xx; the forwarder names the event in the
+``X-Ga4-Stitch-Event-Id`` header), it was dead-lettered, or the resolver dropped it
 (``BOT_MODE=drop``). ``timeout`` bounds the wait without progress, not the whole replay.
 
 Outputs: ``out_path``, one SENT line per GA4 request that carried one of the events
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from ga4_stitch.emulators import clear_firestore
+from ga4_stitch.ga4_endpoint import is_accepted
 from ga4_stitch.parity import is_campaign_event
 from ga4_stitch.pipeline import (
     EXPORT_ROLES,
@@ -540,7 +542,7 @@ class _Watch:
     def _read_ga4(self) -> None:
         for record in _json_lines(self.ga4.lines()):
             event_id = record.get("event_id")
-            accepted = record.get("path") == "/mp/collect" and int(record.get("status", 500)) < 300
+            accepted = is_accepted(record)
             if not accepted or not isinstance(event_id, str) or event_id not in self.events:
                 continue
             body = record.get("body")

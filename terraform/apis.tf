@@ -15,6 +15,8 @@ locals {
       "storage.googleapis.com",
     ],
     var.enable_bigquery_export ? ["bigquery.googleapis.com"] : [],
+    # The forwarder's second destination (ga4_destination, ga4_stream_destinations).
+    local.uses_data_manager ? ["datamanager.googleapis.com"] : [],
   )
 }
 

@@ -15,7 +15,31 @@ resource "google_service_account" "forward" {
   project      = var.project_id
   account_id   = "ga4-stitch-forward"
   display_name = "ga4-stitch forward function"
-  description  = "Runtime identity of the forward function: Firestore forwarding state, the GA4 API secret, publishes dead letters."
+  description  = "Runtime identity of the forward function: Firestore forwarding state, the GA4 API secret, publishes dead letters; the Data Manager API's caller (destinations.tf)."
+
+  # The identity the forwarder reaches GA4 with: a plan whose destinations it could not
+  # use stops here, before anything is deployed (destinations.tf).
+  lifecycle {
+    precondition {
+      condition     = var.ga4_destination != "data_manager" || var.ga4_property_id != ""
+      error_message = "ga4_destination = \"data_manager\" needs ga4_property_id: the Data Manager API addresses the GA4 property, not only its stream."
+    }
+    precondition {
+      condition = alltrue([
+        for measurement_id, destination in var.ga4_stream_destinations :
+        destination != "data_manager" || var.ga4_property_id != "" || contains(keys(var.ga4_stream_properties), measurement_id)
+      ])
+      error_message = "Every stream ga4_stream_destinations sends through the Data Manager API needs a property: ga4_stream_properties[measurement id], or ga4_property_id."
+    }
+    precondition {
+      condition     = local.uses_measurement_protocol || !var.enable_ga4_stream_secrets
+      error_message = "No stream is forwarded through the Measurement Protocol, so no API secret is needed: GA4_API_SECRET is not created, and enable_ga4_stream_secrets must stay false."
+    }
+    precondition {
+      condition     = length(var.data_manager_ads_conversions) == 0 || local.uses_data_manager
+      error_message = "data_manager_ads_conversions is sent through the Data Manager API only: set ga4_destination (or a ga4_stream_destinations entry) to \"data_manager\"."
+    }
+  }
 
   depends_on = [google_project_service.this]
 }
@@ -161,6 +185,8 @@ resource "google_pubsub_topic_iam_member" "forward_publishes_dead_letter" {
 }
 
 resource "google_secret_manager_secret_iam_member" "forward_ga4_api_secret" {
+  count = local.uses_measurement_protocol ? 1 : 0
+
   project   = var.project_id
   secret_id = google_secret_manager_secret.this["GA4_API_SECRET"].secret_id
   role      = "roles/secretmanager.secretAccessor"

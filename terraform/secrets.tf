@@ -19,7 +19,11 @@ locals {
   #     refuse partner domains without it.
   #   INLINE_SHARED_KEY: an X-Ga4-Stitch-Key header required by the inline functions on
   #     top of Cloud Run IAM.
+  #   GA4_API_SECRET: the Measurement Protocol's only; a deployment that forwards every
+  #     stream through the Data Manager API authenticates with the forward function's
+  #     service account instead (destinations.tf).
   optional_secrets = {
+    GA4_API_SECRET     = local.uses_measurement_protocol
     GA4_STREAM_SECRETS = var.enable_ga4_stream_secrets
     BRIDGING_SALT      = length(var.partner_domains) > 0
     INLINE_SHARED_KEY  = var.enable_inline_resolve && var.enable_inline_shared_key

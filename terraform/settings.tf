@@ -43,6 +43,13 @@ locals {
     GA4_PARAM_DENY                   = join(",", var.ga4_param_deny)
     GA4_PARAM_RENAMES                = jsonencode(var.ga4_param_renames)
 
+    GA4_DESTINATION              = var.ga4_destination
+    GA4_STREAM_DESTINATIONS      = jsonencode(var.ga4_stream_destinations)
+    GA4_PROPERTY_ID              = var.ga4_property_id
+    GA4_STREAM_PROPERTIES        = jsonencode(var.ga4_stream_properties)
+    DATA_MANAGER_ENDPOINT        = var.data_manager_endpoint
+    DATA_MANAGER_ADS_CONVERSIONS = jsonencode(var.data_manager_ads_conversions)
+
     PII_USER_ID_MODE       = var.pii_user_id_mode
     PII_PARAMETERS         = join(",", var.pii_parameters)
     IP_MODE                = var.ip_mode

@@ -581,6 +581,88 @@ variable "ga4_stream_routes" {
   }
 }
 
+variable "ga4_destination" {
+  description = "How the forward function reaches GA4 (GA4_DESTINATION): measurement_protocol (an API secret) or data_manager (the Data Manager API, as the forward service account; destinations.tf lists the GA4 and Google Ads access it needs)."
+  type        = string
+  default     = "measurement_protocol"
+
+  validation {
+    condition     = contains(["measurement_protocol", "data_manager"], var.ga4_destination)
+    error_message = "ga4_destination must be measurement_protocol or data_manager."
+  }
+}
+
+variable "ga4_stream_destinations" {
+  description = "Measurement id -> measurement_protocol or data_manager, for streams forwarded otherwise than ga4_destination (GA4_STREAM_DESTINATIONS)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for measurement_id, destination in var.ga4_stream_destinations :
+      can(regex("^G-[A-Z0-9]{4,}$", measurement_id)) && contains(["measurement_protocol", "data_manager"], destination)
+    ])
+    error_message = "ga4_stream_destinations must map measurement ids like G-XXXXXXXXXX to measurement_protocol or data_manager."
+  }
+}
+
+variable "ga4_property_id" {
+  description = "Numeric id of the GA4 property of ga4_measurement_id (GA4_PROPERTY_ID); required when ga4_destination is data_manager."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ga4_property_id == "" || can(regex("^[0-9]{1,20}$", var.ga4_property_id))
+    error_message = "ga4_property_id must be the property's numeric id (Admin > Property details), or empty."
+  }
+}
+
+variable "ga4_stream_properties" {
+  description = "Measurement id -> numeric GA4 property id, for routed streams of other properties sent through the Data Manager API (GA4_STREAM_PROPERTIES)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for measurement_id, property_id in var.ga4_stream_properties :
+      can(regex("^G-[A-Z0-9]{4,}$", measurement_id)) && can(regex("^[0-9]{1,20}$", property_id))
+    ])
+    error_message = "ga4_stream_properties must map measurement ids like G-XXXXXXXXXX to numeric property ids."
+  }
+}
+
+variable "data_manager_endpoint" {
+  description = "The Data Manager API's origin (DATA_MANAGER_ENDPOINT)."
+  type        = string
+  default     = "https://datamanager.googleapis.com"
+
+  validation {
+    condition     = can(regex("^https://[a-z0-9.-]+(:[0-9]+)?/?$", var.data_manager_endpoint))
+    error_message = "data_manager_endpoint must be an https:// origin without a path."
+  }
+}
+
+variable "data_manager_ads_conversions" {
+  description = "Event name -> the Google Ads conversion action each such event is also sent to through the Data Manager API (DATA_MANAGER_ADS_CONVERSIONS); login_customer_id names a manager account, when the service account's access is through one."
+  type = map(object({
+    customer_id          = string
+    conversion_action_id = string
+    login_customer_id    = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for event_name, conversion in var.data_manager_ads_conversions :
+      can(regex("^[A-Za-z][A-Za-z0-9_]{0,39}$", event_name))
+      && can(regex("^[0-9]{10}$", replace(conversion.customer_id, "-", "")))
+      && can(regex("^[0-9]+$", conversion.conversion_action_id))
+      && (conversion.login_customer_id == null || can(regex("^[0-9]{10}$", replace(coalesce(conversion.login_customer_id, "x"), "-", ""))))
+    ])
+    error_message = "data_manager_ads_conversions must map GA4 event names to {customer_id (10 digits, dashes allowed), conversion_action_id (digits), optional login_customer_id (10 digits)}."
+  }
+}
+
 variable "enable_ga4_stream_secrets" {
   description = "Create and mount the GA4_STREAM_SECRETS secret (JSON: measurement id -> API secret) for routed streams that have API secrets of their own."
   type        = bool

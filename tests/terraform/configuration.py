@@ -24,7 +24,18 @@ _OPTIONS = SerializationOptions(
     strip_string_quotes=True, explicit_blocks=False, with_comments=False
 )
 _ENV_READERS = frozenset(
-    {"text", "optional", "integer", "number", "flag", "choice", "words", "json_object"}
+    {
+        "text",
+        "optional",
+        "integer",
+        "number",
+        "flag",
+        "choice",
+        "words",
+        "json_object",
+        "json_any",
+        "digits",
+    }
 )
 
 
