@@ -35,9 +35,10 @@ log = get_logger("pubsub")
 class PubSubPublisher:
     """``Publisher`` over ``google.cloud.pubsub_v1.PublisherClient``'s channel.
 
-    A publish is retried by the library on the codes its own publisher retries
-    (unavailable, deadline, aborted...) within ``timeout_seconds`` in all, as long as the
-    old batching adapter waited for a message's future before giving up.
+    The wrapper client is kept for what it adds to the generated one (the emulator
+    channel from ``PUBSUB_EMULATOR_HOST``); its batching ``publish`` is bypassed for the
+    generated method it overrides. A publish is retried on the codes the generated
+    method retries (unavailable, deadline, aborted...) within ``timeout_seconds`` in all.
     """
 
     def __init__(self, project: str, timeout_seconds: float = 30.0) -> None:
@@ -47,9 +48,7 @@ class PubSubPublisher:
         self._project = project
         self._timeout = timeout_seconds
         self._client = PublisherClient()
-        transport = self._client._transport
-        base_retry = transport._wrapped_methods[transport.publish]._retry
-        self._retry = base_retry.with_deadline(timeout_seconds)
+        self._retry = _publish_retry(timeout_seconds)
         self._publish: Callable[..., Any] = gapic.PublisherClient.publish
         self._paths: dict[str, str] = {}
 
@@ -87,6 +86,29 @@ class PubSubPublisher:
                     extra={"event": "publish_failed", "topic": path, "failures": len(batch)},
                 )
                 raise TransientError(f"publishing to {path} failed: {exc}") from exc
+
+
+def _publish_retry(deadline_seconds: float) -> Any:
+    """The GAPIC ``Publish`` method's own default retry (the codes and backoff of
+    ``google.pubsub_v1``'s transport), bounded by ``deadline_seconds`` instead of 600 s."""
+    from google.api_core import exceptions as gexc
+    from google.api_core import retry
+
+    return retry.Retry(
+        initial=0.1,
+        maximum=60.0,
+        multiplier=4,
+        predicate=retry.if_exception_type(
+            gexc.Aborted,
+            gexc.Cancelled,
+            gexc.DeadlineExceeded,
+            gexc.InternalServerError,
+            gexc.ResourceExhausted,
+            gexc.ServiceUnavailable,
+            gexc.Unknown,
+        ),
+        timeout=deadline_seconds,
+    )
 
 
 class LazyPublisher:

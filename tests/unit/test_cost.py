@@ -12,6 +12,7 @@ from google.cloud.firestore_v1.types import (
     BeginTransactionRequest,
     CommitRequest,
     Document,
+    GetDocumentRequest,
     Write,
 )
 
@@ -79,6 +80,12 @@ def test_a_commit_bills_one_write_per_document_and_deletes_apart() -> None:
 def test_a_batch_get_bills_every_document_it_names_found_or_not() -> None:
     request = BatchGetDocumentsRequest(documents=["d/c/a", "d/c/missing"])
     assert request_documents("BatchGetDocuments", request) == {"read": 2}
+
+
+def test_a_single_get_bills_its_one_document() -> None:
+    """The ledger's unary read is one read, like one name of a batch get."""
+    request = GetDocumentRequest(name="d/c/missing")
+    assert request_documents("GetDocument", request) == {"read": 1}
 
 
 def test_methods_that_touch_no_document_bill_nothing() -> None:
