@@ -148,8 +148,9 @@ class _CountedQuery:
 def request_documents(method: str, request: Any) -> Counter[str]:
     """The documents one request bills, by kind, read from the request itself: a
     ``BatchGetDocuments`` reads every name it lists and ``GetDocument`` its one name (a
-    missing document is still a read), a ``Commit`` or ``BatchWrite`` writes or deletes one document per ``Write``. Other
-    methods (``BeginTransaction``, ``Rollback``...) bill no document."""
+    missing document is still a read), a ``Commit`` or ``BatchWrite`` writes or deletes
+    one document per ``Write``. Other methods (``BeginTransaction``, ``Rollback``...) bill
+    no document."""
     to_pb = getattr(type(request), "pb", None)
     message = to_pb(request) if to_pb is not None else request
     if method == "BatchGetDocuments":

@@ -34,13 +34,15 @@ parameters by their value (``session_id`` and ``engagement_time_msec`` are numbe
 Invariant: pure (no I/O, no clock), never raises on any JSON value, and the rebuilt body
 of a request holds one MP event per DM event bound for a Google Analytics destination,
 in request order, each with its own ``timestamp_micros``; the body's user fields are those
-of the last such event (the forwarder sends one browser per request).
+of the last such event. The forwarder batches events of many browsers into one request
+and names each GA4 event's event id (``x-ga4-stitch-event-ids``): ``event_hits`` splits
+the request into one body per forwarded event, as separate MP requests would have been.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -270,21 +272,37 @@ def _identity(event: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str,
     return body
 
 
-def request_hits(request: object) -> list[tuple[str, dict[str, Any]]]:
-    """(measurement id, MP body with one event) for each event of a DM request bound for a
-    GA4 destination, in request order."""
-    ingest = _mapping(request)
+def _ga4_hits(ingest: Mapping[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """(GA4 event's position among the request's GA4 events, measurement id, MP body with
+    that one event), in request order."""
     hits = []
+    position = 0
     for raw in _list(ingest.get("events")):
         event = _mapping(raw)
         time_micros = timestamp_micros(event.get("eventTimestamp"))
-        for measurement_id in event_ga4_destinations(ingest, event):
+        measurement_ids = event_ga4_destinations(ingest, event)
+        for measurement_id in measurement_ids:
             body = _identity(event, ingest)
             if time_micros is not None:
                 body["timestamp_micros"] = time_micros
             body["events"] = [_event(event, time_micros)]
-            hits.append((measurement_id, body))
+            hits.append((position, measurement_id, body))
+        position += bool(measurement_ids)
     return hits
+
+
+def request_hits(request: object) -> list[tuple[str, dict[str, Any]]]:
+    """(measurement id, MP body with one event) for each event of a DM request bound for a
+    GA4 destination, in request order."""
+    return [(measurement_id, body) for _, measurement_id, body in _ga4_hits(_mapping(request))]
+
+
+def _merged(hits: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """Hits as one MP body: the last hit's user fields, every hit's events in order."""
+    measurement_id, last = hits[-1]
+    body = {name: value for name, value in last.items() if name != "events"}
+    body["events"] = [event for _, hit in hits for event in hit["events"]]
+    return measurement_id, body
 
 
 def request_body(request: object) -> tuple[str | None, dict[str, Any] | None]:
@@ -293,10 +311,30 @@ def request_body(request: object) -> tuple[str | None, dict[str, Any] | None]:
     hits = request_hits(request)
     if not hits:
         return None, None
-    measurement_id, last = hits[-1]
-    body = {name: value for name, value in last.items() if name != "events"}
-    body["events"] = [event for _, hit in hits for event in hit["events"]]
-    return measurement_id, body
+    return _merged(hits)
+
+
+def event_hits(
+    request: object, event_ids: Sequence[str | None]
+) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """One DM request as GA4 records it per forwarded event: (event id, measurement id, MP
+    body) for each run of consecutive GA4 events of one event id and stream.
+
+    ``event_ids`` names each GA4 event in request order (the forwarder's
+    ``x-ga4-stitch-event-ids``); a single id names every event (one event's request, or
+    the single ``X-Ga4-Stitch-Event-Id`` header); a GA4 event past the list has none.
+    Empty when no event of the request goes to GA4."""
+    groups: list[tuple[str | None, list[tuple[str, dict[str, Any]]]]] = []
+    for position, measurement_id, body in _ga4_hits(_mapping(request)):
+        if len(event_ids) == 1:
+            event_id = event_ids[0]
+        else:
+            event_id = event_ids[position] if position < len(event_ids) else None
+        if groups and groups[-1][0] == event_id and groups[-1][1][-1][0] == measurement_id:
+            groups[-1][1].append((measurement_id, body))
+        else:
+            groups.append((event_id, [(measurement_id, body)]))
+    return [(event_id, *_merged(hits)) for event_id, hits in groups]
 
 
 def ads_conversions(request: object) -> list[dict[str, Any]]:

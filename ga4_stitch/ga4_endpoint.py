@@ -17,11 +17,17 @@ It serves both ways into GA4 and answers like each:
 Every request is recorded, in memory and as one NDJSON line
 ``{received_at_micros, path, measurement_id, event_id, body, validation_messages, status}``
 (``event_id``: the forwarder's ``X-Ga4-Stitch-Event-Id`` header, or null); the API secret
-is never recorded nor logged. A Data Manager request is recorded in the same shape, its
-``body`` being the Measurement Protocol body GA4 would have recorded for it
-(``ga4_stitch.datamanager_hits``), ``validation_messages`` its field violations, plus
-``request`` (the request as sent), ``validate_only`` and ``ads_conversions`` (its events
-bound for Google Ads), so that replay, score and parity read either destination alike.
+is never recorded nor logged. A Data Manager request is recorded in the same shape, as
+one record per forwarded event it carries (a batch carries many): ``event_id`` the
+event's own, from the ``x-ga4-stitch-event-ids`` header (one percent-quoted id per GA4
+event, comma separated; the single ``X-Ga4-Stitch-Event-Id`` is read too), ``body`` the
+Measurement Protocol body GA4 would have recorded for that event
+(``ga4_stitch.datamanager_hits.event_hits``), ``validation_messages`` the request's field
+violations, plus ``request_id`` (shared by the records of one request), ``hit`` and
+``hits`` (the record's position and count in its request), ``request`` (the request as
+sent) and ``ads_conversions`` (its events bound for Google Ads), both on the first record
+of a request only, and ``validate_only``; so replay, score and parity read either
+destination alike, and the requests of a run are its distinct ``request_id``.
 
 A fault plan makes the next requests fail (any status, with ``Retry-After``) or answer
 late, to exercise retries: ``fail_next`` / ``delay_next`` / ``fail_for`` (an outage of some
@@ -50,7 +56,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import uuid4
 
 from ga4_stitch import datamanager_hits, datamanager_ingest
-from shared.adapters.ga4_http import EVENT_ID_HEADER
+from shared.adapters.ga4_http import EVENT_ID_HEADER, EVENT_IDS_HEADER
 from shared.domain.validation import Code, Message, parse_body, validate
 
 COLLECT_PATH = "/mp/collect"
@@ -222,24 +228,34 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay_seconds)
         checked = datamanager_ingest.check(raw, now_micros=received)
         request = checked.request
-        measurement_id, body = datamanager_hits.request_body(request)
         status = fault.status or (200 if checked.accepted else 400)
         request_id = uuid4().hex
-        self.server.state.record(
-            {
-                "received_at_micros": received,
-                "path": INGEST_PATH,
-                "measurement_id": measurement_id,
-                "event_id": self._event_id(),
-                "body": body if body is not None else raw.decode("utf-8", "backslashreplace"),
-                "validation_messages": [v.as_json() for v in checked.violations],
-                "status": status,
-                "request": request,
-                "validate_only": bool(request and request.get("validateOnly")),
-                "ads_conversions": datamanager_hits.ads_conversions(request),
-                "request_id": request_id,
-            }
+        hits: list[tuple[str | None, str | None, Any]] = list(
+            datamanager_hits.event_hits(request, self._event_ids())
         )
+        if not hits:
+            hits = [(self._event_id(), None, raw.decode("utf-8", "backslashreplace"))]
+        for index, (event_id, measurement_id, body) in enumerate(hits):
+            self.server.state.record(
+                {
+                    "received_at_micros": received,
+                    "path": INGEST_PATH,
+                    "measurement_id": measurement_id,
+                    "event_id": event_id,
+                    "body": body,
+                    "validation_messages": [v.as_json() for v in checked.violations],
+                    "status": status,
+                    # The request as sent, once per request (a batch's records share it).
+                    "request": request if index == 0 else None,
+                    "validate_only": bool(request and request.get("validateOnly")),
+                    "ads_conversions": datamanager_hits.ads_conversions(request)
+                    if index == 0
+                    else [],
+                    "request_id": request_id,
+                    "hit": index,
+                    "hits": len(hits),
+                }
+            )
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         if fault.status is not None:
             self._answer(fault.status, _rpc_error(fault.status), headers)
@@ -251,6 +267,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _event_id(self) -> str | None:
         header = self.headers.get(EVENT_ID_HEADER)
         return unquote(header) if header else None
+
+    def _event_ids(self) -> list[str | None]:
+        """The forwarder's ``X-Ga4-Stitch-Event-Ids`` (one id per GA4 event of a Data
+        Manager request), else its single ``X-Ga4-Stitch-Event-Id``, else none."""
+        header = self.headers.get(EVENT_IDS_HEADER)
+        if header:
+            return [unquote(part) or None for part in header.split(",")]
+        return [self._event_id()]
 
     def _answer(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         try:

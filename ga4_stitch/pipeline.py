@@ -82,6 +82,10 @@ LOCAL_SECRETS = {
 }
 """Demo values for the local functions only; never a deployment's secrets."""
 FUNCTIONS = ("resolve", "forward")
+FORWARD_THREADS = 32
+"""functions-framework's ``THREADS`` for the forward function: deliveries served at once,
+so the Data Manager sender can batch them (more than the push workers, as Cloud Run's
+concurrency is more than one delivery at a time)."""
 MAIN = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 _ENVIRONMENT_LOCK = threading.Lock()
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -480,8 +484,10 @@ class LocalPipeline:
             with contextlib.suppress(gexc.AlreadyExists):
                 publisher.create_topic(name=publisher.topic_path(self.options.project, topic))
 
-    def _function_env(self, ga4_url: str) -> dict[str, str]:
+    def _function_env(self, ga4_url: str, name: str = "") -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in HOST_VARIABLES.values()}
+        if name == "forward":
+            env["THREADS"] = str(FORWARD_THREADS)
         env.update(
             {
                 "PUBSUB_EMULATOR_HOST": self._hosts["pubsub"],
@@ -517,7 +523,7 @@ class LocalPipeline:
                 *("--host", "127.0.0.1", "--port", str(port)),
             ],
             self.options.work_dir / "logs" / f"{name}.log",
-            env=self._function_env(self._ga4_url),
+            env=self._function_env(self._ga4_url, name),
             cwd=MAIN.parent.parent,
             append=append,
         )

@@ -224,6 +224,8 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
             timeout_seconds=ga4.timeout_seconds,
             attempts=ga4.retry_attempts,
             budget_seconds=ga4.retry_budget_seconds,
+            batch_window_seconds=ga4.data_manager_batch_window_ms / 1000,
+            batch_max_events=ga4.data_manager_batch_max_events,
         )
     if len(senders) == 1:
         return next(iter(senders.values()))
@@ -237,7 +239,8 @@ def forward_runtime(settings: Settings, *, client: Any | None = None) -> Forward
     cache knows the event was sent) and written once after it; no claim, because one
     browser's events share an ordering key and the function's timeout is at most the ack
     deadline, so two deliveries of one event never overlap. ``none``: no ledger, at least
-    once. The longest send (budget + one attempt, 28.05 s by default) plus the ledger's
+    once. The longest send (budget + one attempt, 28.05 s by default; through the Data
+    Manager API the batch window + budget + one attempt, 26 s by default) plus the ledger's
     read and write must stay below the function's timeout and the ack deadline (60 s each
     by default). A request GA4 may have taken without answering follows
     ``GA4_UNKNOWN_OUTCOME`` (``assume_sent`` by default). Each stream goes through the

@@ -232,6 +232,16 @@ class Ga4Settings:
     that also takes it (``{"purchase": {"customer_id": "1234567890",
     "conversion_action_id": "987654321", "login_customer_id": "1112223333"}}``, the
     last optional), on streams sent through ``data_manager``."""
+    data_manager_batch_window_ms: int = 1000
+    """``DATA_MANAGER_BATCH_WINDOW_MS``: how long the first event of a batch waits for
+    others of its stream on the same instance before one ``ingestEvents`` request carries
+    them all (0: one request per event, no wait). The API allows 300 requests a minute per
+    project, so one request per event caps a project at 5 events a second; each event
+    may now wait this long more, which ``DataManagerClient.longest_send_seconds``
+    counts."""
+    data_manager_batch_max_events: int = 500
+    """``DATA_MANAGER_BATCH_MAX_EVENTS``: a batch is sent as soon as it holds this many
+    events (the API takes at most 2,000 per request)."""
 
     def stream_property(self, measurement_id: str) -> str | None:
         """The stream's GA4 property id: its own, else ``property_id`` for the default
@@ -362,6 +372,12 @@ class Settings:
                     "DATA_MANAGER_ENDPOINT", "https://datamanager.googleapis.com"
                 ).rstrip("/"),
                 ads_conversions=_ads_conversions(env),
+                data_manager_batch_window_ms=env.integer(
+                    "DATA_MANAGER_BATCH_WINDOW_MS", 1000, 0, 10_000
+                ),
+                data_manager_batch_max_events=env.integer(
+                    "DATA_MANAGER_BATCH_MAX_EVENTS", 500, 1, 2000
+                ),
             ),
             privacy=PrivacySettings(
                 pii_user_id_mode=env.choice(

@@ -4,16 +4,18 @@
 
 locals {
   # Key -> deployment of one entry point of functions/main.py. `secrets` names the
-  # Secret Manager secrets (secrets.tf) mounted as environment variables of that name.
+  # Secret Manager secrets (secrets.tf) mounted as environment variables of that name;
+  # `runtime_environment` holds functions-framework's serving options (never a setting).
   pipeline_functions = {
     resolve = {
-      name            = "ga4-stitch-resolve"
-      entry_point     = "resolve"
-      description     = "Raw event in, enriched event and identity links out."
-      service_account = google_service_account.resolve.email
-      scaling         = var.resolve_function
-      ingress         = var.pipeline_ingress_settings
-      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT"]
+      name                = "ga4-stitch-resolve"
+      entry_point         = "resolve"
+      description         = "Raw event in, enriched event and identity links out."
+      service_account     = google_service_account.resolve.email
+      scaling             = var.resolve_function
+      ingress             = var.pipeline_ingress_settings
+      secrets             = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT"]
+      runtime_environment = {}
     }
     forward = {
       name            = "ga4-stitch-forward"
@@ -23,27 +25,33 @@ locals {
       scaling         = var.forward_function
       ingress         = var.pipeline_ingress_settings
       secrets         = ["GA4_API_SECRET", "GA4_STREAM_SECRETS"]
+      # functions-framework serves THREADS requests at once (default: 4 per CPU); as many
+      # as the instance's concurrency, so concurrent deliveries can share a Data Manager
+      # API request (DATA_MANAGER_BATCH_WINDOW_MS).
+      runtime_environment = { THREADS = tostring(var.forward_function.concurrency) }
     }
   }
 
   inline_functions = {
     resolve_identity_session = {
-      name            = "ga4-stitch-resolve-identity-session"
-      entry_point     = "resolve_identity_session"
-      description     = "Inline identity and session resolution for the GTM SC variable template."
-      service_account = one(google_service_account.inline[*].email)
-      scaling         = var.inline_function
-      ingress         = var.inline_ingress_settings
-      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT", "INLINE_SHARED_KEY"]
+      name                = "ga4-stitch-resolve-identity-session"
+      entry_point         = "resolve_identity_session"
+      description         = "Inline identity and session resolution for the GTM SC variable template."
+      service_account     = one(google_service_account.inline[*].email)
+      scaling             = var.inline_function
+      ingress             = var.inline_ingress_settings
+      secrets             = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT", "INLINE_SHARED_KEY"]
+      runtime_environment = {}
     }
     mint_link_token = {
-      name            = "ga4-stitch-mint-link-token"
-      entry_point     = "mint_link_token"
-      description     = "Signed, single-use cross-domain link tokens."
-      service_account = one(google_service_account.inline[*].email)
-      scaling         = var.inline_function
-      ingress         = var.inline_ingress_settings
-      secrets         = ["LINK_TOKEN_SECRET", "INLINE_SHARED_KEY"]
+      name                = "ga4-stitch-mint-link-token"
+      entry_point         = "mint_link_token"
+      description         = "Signed, single-use cross-domain link tokens."
+      service_account     = one(google_service_account.inline[*].email)
+      scaling             = var.inline_function
+      ingress             = var.inline_ingress_settings
+      secrets             = ["LINK_TOKEN_SECRET", "INLINE_SHARED_KEY"]
+      runtime_environment = {}
     }
   }
 
@@ -88,7 +96,8 @@ resource "google_cloudfunctions2_function" "this" {
     all_traffic_on_latest_revision   = true
     service_account_email            = each.value.service_account
 
-    environment_variables = local.settings_environment
+    # The settings, and the serving options of functions-framework (never a setting).
+    environment_variables = merge(local.settings_environment, each.value.runtime_environment)
 
     dynamic "secret_environment_variables" {
       for_each = [for name in each.value.secrets : name if contains(keys(local.enabled_secrets), name)]

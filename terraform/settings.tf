@@ -43,12 +43,14 @@ locals {
     GA4_PARAM_DENY                   = join(",", var.ga4_param_deny)
     GA4_PARAM_RENAMES                = jsonencode(var.ga4_param_renames)
 
-    GA4_DESTINATION              = var.ga4_destination
-    GA4_STREAM_DESTINATIONS      = jsonencode(var.ga4_stream_destinations)
-    GA4_PROPERTY_ID              = var.ga4_property_id
-    GA4_STREAM_PROPERTIES        = jsonencode(var.ga4_stream_properties)
-    DATA_MANAGER_ENDPOINT        = var.data_manager_endpoint
-    DATA_MANAGER_ADS_CONVERSIONS = jsonencode(var.data_manager_ads_conversions)
+    GA4_DESTINATION               = var.ga4_destination
+    GA4_STREAM_DESTINATIONS       = jsonencode(var.ga4_stream_destinations)
+    GA4_PROPERTY_ID               = var.ga4_property_id
+    GA4_STREAM_PROPERTIES         = jsonencode(var.ga4_stream_properties)
+    DATA_MANAGER_ENDPOINT         = var.data_manager_endpoint
+    DATA_MANAGER_ADS_CONVERSIONS  = jsonencode(var.data_manager_ads_conversions)
+    DATA_MANAGER_BATCH_WINDOW_MS  = tostring(var.data_manager_batch_window_ms)
+    DATA_MANAGER_BATCH_MAX_EVENTS = tostring(var.data_manager_batch_max_events)
 
     PII_USER_ID_MODE       = var.pii_user_id_mode
     PII_PARAMETERS         = join(",", var.pii_parameters)

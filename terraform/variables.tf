@@ -642,6 +642,28 @@ variable "data_manager_endpoint" {
   }
 }
 
+variable "data_manager_batch_window_ms" {
+  description = "How long, in milliseconds, the first event of a batch waits for other events of its stream on the same forward instance before one Data Manager API request carries them all (DATA_MANAGER_BATCH_WINDOW_MS); 0 sends one request per event. The API allows 300 requests a minute per project."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.data_manager_batch_window_ms >= 0 && var.data_manager_batch_window_ms <= 10000 && floor(var.data_manager_batch_window_ms) == var.data_manager_batch_window_ms
+    error_message = "data_manager_batch_window_ms must be a whole number between 0 and 10000."
+  }
+}
+
+variable "data_manager_batch_max_events" {
+  description = "Events per Data Manager API request at most; a batch this full is sent at once (DATA_MANAGER_BATCH_MAX_EVENTS; the API takes up to 2,000)."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.data_manager_batch_max_events >= 1 && var.data_manager_batch_max_events <= 2000 && floor(var.data_manager_batch_max_events) == var.data_manager_batch_max_events
+    error_message = "data_manager_batch_max_events must be a whole number between 1 and 2000."
+  }
+}
+
 variable "data_manager_ads_conversions" {
   description = "Event name -> the Google Ads conversion action each such event is also sent to through the Data Manager API (DATA_MANAGER_ADS_CONVERSIONS); login_customer_id names a manager account, when the service account's access is through one."
   type = map(object({

@@ -30,13 +30,22 @@ Invariants:
   (https://developers.google.com/data-manager/api/devguides/concepts/understand-errors).
 - ``validate_remote`` returns ``[]``: this path has no validate round trip; the API
   validates the real request and refuses it whole.
+- Batching (``batch_window_seconds`` > 0): concurrent sends of one stream share one
+  request (``shared.adapters.data_manager_batch``); each caller still gets its own
+  outcome, and ``longest_send_seconds`` includes the window. With a window of 0 every
+  event is its own request, sent at once.
+- Every request names the events it carries in the ``x-ga4-stitch-event-ids`` metadata
+  (a header on REST): one percent-quoted event id per GA4 event, in request order, comma
+  separated (Google Ads copies are not listed), so a local endpoint can attribute each
+  event. Google ignores it; to Google it is sent only while it stays within
+  ``MAX_EVENT_IDS_HEADER`` bytes, since front ends refuse oversized headers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -46,8 +55,9 @@ from google.auth import exceptions as auth_exceptions
 from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
 
+from shared.adapters.data_manager_batch import Batcher, ga4_event_ids
 from shared.adapters.ga4_http import (
-    EVENT_ID_HEADER,
+    EVENT_IDS_HEADER,
     RETRY_INITIAL_WAIT,
     RETRY_MAX_WAIT,
     never_reached_the_server,
@@ -61,6 +71,7 @@ from shared.retry import retry_log, transient_retry
 __all__ = [
     "DATA_MANAGER_SCOPE",
     "DEFAULT_ENDPOINT",
+    "EVENT_IDS_METADATA",
     "DataManagerClient",
     "DataManagerUnavailable",
     "is_local_endpoint",
@@ -72,6 +83,10 @@ log = get_logger("data_manager")
 DATA_MANAGER_SCOPE = "https://www.googleapis.com/auth/datamanager"
 DEFAULT_ENDPOINT = "https://datamanager.googleapis.com"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+EVENT_IDS_METADATA = EVENT_IDS_HEADER.lower()
+"""Request metadata naming each GA4 event's event id (module docstring)."""
+MAX_EVENT_IDS_HEADER = 8192
+"""Bytes of ``x-ga4-stitch-event-ids`` sent to Google at most (no limit locally)."""
 
 _RETRIED: tuple[type[BaseException], ...] = (
     api_exceptions.ServiceUnavailable,
@@ -216,6 +231,8 @@ class DataManagerClient:
         budget_seconds: float = 20.0,
         initial_wait: float = RETRY_INITIAL_WAIT,
         max_wait: float = RETRY_MAX_WAIT,
+        batch_window_seconds: float = 0.0,
+        batch_max_events: int = 500,
         sleep: Callable[[float], None] | None = None,
         jitter: Callable[[float, float], float] | None = None,
         client: Any | None = None,
@@ -223,37 +240,75 @@ class DataManagerClient:
         self._plan = plan
         self._timeout = timeout_seconds
         self._budget = budget_seconds
+        self._window = max(batch_window_seconds, 0.0)
+        self._ids_limit = None if is_local_endpoint(endpoint) else MAX_EVENT_IDS_HEADER
         self._client = client if client is not None else _official_client(endpoint, transport)
-        self._retrying = transient_retry(
-            attempts=attempts,
-            budget_seconds=budget_seconds,
-            logger=log,
-            initial_wait=initial_wait,
-            max_wait=max_wait,
-            retry_on=DataManagerUnavailable,
-            requested_wait=_requested_wait,
-            sleep=sleep,
-            uniform=jitter,
+        self._retry_options: dict[str, Any] = {
+            "attempts": attempts,
+            "logger": log,
+            "initial_wait": initial_wait,
+            "max_wait": max_wait,
+            "retry_on": DataManagerUnavailable,
+            "requested_wait": _requested_wait,
+            "sleep": sleep,
+            "uniform": jitter,
+        }
+        self._batcher = (
+            Batcher(
+                self._deliver,
+                window_seconds=self._window,
+                max_events=batch_max_events,
+                budget_seconds=budget_seconds,
+                attempt_seconds=timeout_seconds,
+                not_taken=DataManagerUnavailable,
+            )
+            if self._window > 0
+            else None
         )
 
     @property
     def longest_send_seconds(self) -> float:
-        """The budget plus one attempt (the client's timeout covers connect and read)."""
-        return self._budget + self._timeout
+        """The batch window, the budget, and one attempt (the client's timeout covers
+        connect and read): a caller's longest wait, re-sends after refusals included."""
+        return self._window + self._budget + self._timeout
 
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
-        """One event's request to ``ingest_events``; see the module invariants."""
+        """One event to ``ingest_events``, alone or in its stream's batch; see the module
+        invariants."""
         destination = self._plan.data_manager_for(measurement_id)
-        request = _request_message(ingest_request(json.loads(body), destination))
-        retrying = self._retrying.copy(
-            before_sleep=retry_log(log, {"event_id": event_id, "destination": "data_manager"})
-        )
-        metadata = ((EVENT_ID_HEADER.lower(), quote(event_id, safe="")),) if event_id else ()
-        retrying(self._ingest, request, metadata)
+        request = ingest_request(json.loads(body), destination)
+        if self._batcher is None:
+            fields = {"event_id": event_id}
+            self._deliver(request, ga4_event_ids(request, event_id), self._budget, fields)
+            return
+        _request_message(request)  # an unmappable body is refused here, for its caller only
+        self._batcher.send(measurement_id, request, event_id)
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
         """No validate round trip on this path: the API refuses a bad request whole."""
         return []
+
+    def _deliver(
+        self,
+        request: Mapping[str, Any],
+        event_ids: Sequence[str | None],
+        budget_seconds: float,
+        log_fields: Mapping[str, Any],
+    ) -> None:
+        """One request with the retry policy, within ``budget_seconds``."""
+        message = _request_message(request)
+        retrying = transient_retry(budget_seconds=budget_seconds, **self._retry_options).copy(
+            before_sleep=retry_log(log, {**log_fields, "destination": "data_manager"})
+        )
+        retrying(self._ingest, message, self._metadata(event_ids))
+
+    def _metadata(self, event_ids: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
+        if not any(event_ids):
+            return ()
+        value = ",".join(quote(event_id or "", safe="") for event_id in event_ids)
+        if self._ids_limit is not None and len(value) > self._ids_limit:
+            return ()
+        return ((EVENT_IDS_METADATA, value),)
 
     def _ingest(self, request: Any, metadata: tuple[tuple[str, str], ...]) -> None:
         try:

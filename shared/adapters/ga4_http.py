@@ -53,6 +53,7 @@ from shared.ports import Ga4OutcomeUnknown
 from shared.retry import retry_log, transient_retry
 
 __all__ = [
+    "EVENT_IDS_HEADER",
     "EVENT_ID_HEADER",
     "RETRY_INITIAL_WAIT",
     "RETRY_MAX_WAIT",
@@ -68,6 +69,8 @@ log = get_logger("ga4_client")
 COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"
 EVENT_ID_HEADER = "X-Ga4-Stitch-Event-Id"
+EVENT_IDS_HEADER = "X-Ga4-Stitch-Event-Ids"
+"""The Data Manager sender's counterpart: one event id per GA4 event of a batched request."""
 MAX_CONNECT_TIMEOUT = 3.05
 """Just over a multiple of TCP's 3 s retransmission window, as requests recommends."""
 RETRY_INITIAL_WAIT = 1.0

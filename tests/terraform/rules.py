@@ -34,6 +34,8 @@ IAM_TARGETS = {
     "google_artifact_registry_repository_iam_member": "repository",
     "google_storage_bucket_iam_member": "bucket",
 }
+FRAMEWORK_VARIABLES = frozenset({"THREADS", "WORKERS"})
+"""What functions-framework itself reads (requests served at once), beside the settings."""
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
@@ -179,8 +181,22 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
     service = first(
         config.resource("google_cloudfunctions2_function", "this").get("service_config")
     )
-    if service.get("environment_variables") != "${local.settings_environment}":
-        problems.append("the functions must take local.settings_environment")
+    if service.get("environment_variables") != (
+        "${merge(local.settings_environment, each.value.runtime_environment)}"
+    ):
+        problems.append(
+            "the functions must take local.settings_environment (and their runtime_environment)"
+        )
+    for group in ("pipeline_functions", "inline_functions"):
+        for key, spec in config.locals.get(group, {}).items():
+            runtime = spec.get("runtime_environment")
+            if not isinstance(runtime, dict):
+                problems.append(f"{key} must have a runtime_environment map")
+                continue
+            problems += [
+                f"{key}: {name} is not a functions-framework serving option"
+                for name in set(runtime) - FRAMEWORK_VARIABLES
+            ]
     mounts = first(service.get("dynamic", [{}])).get("secret_environment_variables", {})
     if first(mounts.get("content")).get("key") != "${secret_environment_variables.value}":
         problems.append("the functions must mount their secrets as environment variables")

@@ -171,12 +171,13 @@ def test_unavailable_is_retried_with_the_backoff_and_the_librarys_retry_off() ->
     assert all(call["retry"] is None for call in client.calls)
 
 
-def test_each_attempt_names_the_event_it_carries() -> None:
-    """The event id travels as request metadata (a header on REST), as on the MP path."""
+def test_each_attempt_names_the_event_of_each_ga4_event_it_carries() -> None:
+    """The event id travels as request metadata (a header on REST), once per GA4 event
+    (campaign_details and purchase here), percent-quoted."""
     client, waits = ScriptedClient(api_exceptions.ServiceUnavailable("x")), []
     sender(client, waits).send("G-SHOP", body_bytes(), event_id="e 1/2")
     assert [call["metadata"] for call in client.calls] == [
-        (("x-ga4-stitch-event-id", "e%201%2F2"),)
+        (("x-ga4-stitch-event-ids", "e%201%2F2,e%201%2F2"),)
     ] * 2
 
 
