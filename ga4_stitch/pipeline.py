@@ -148,6 +148,11 @@ class PipelineOptions:
     property) and ``DATA_MANAGER_ENDPOINT`` (the GA4 endpoint, which serves the Data
     Manager API's ingest method too)."""
 
+    export: bool = True
+    """Keep the BigQuery export's stand-ins (``EXPORT_ROLES``), which ``replay`` drains
+    into ``SENT.export/``; False mirrors a deployment without ``enable_bigquery_export``
+    (Terraform's default), whose Pub/Sub fans each enriched event out to one subscription."""
+
     def __post_init__(self) -> None:
         if self.destination not in DESTINATIONS:
             raise ValueError(f"destination must be one of {DESTINATIONS}, not {self.destination!r}")
@@ -309,7 +314,11 @@ class LocalPipeline:
     def __init__(self, options: PipelineOptions, report: Callable[[str], None] | None = None):
         self.options = options
         self.topics = Topics()
-        self.subscriptions = subscription_names(self.topics)
+        self.subscriptions = {
+            role: name
+            for role, name in subscription_names(self.topics).items()
+            if options.export or role not in EXPORT_ROLES
+        }
         self._report = report or (lambda _: None)
         self._emulators: dict[str, Emulator] = {}
         self._hosts: dict[str, str] = {}
@@ -559,13 +568,17 @@ class LocalPipeline:
         # The export's stand-ins first: a subscription gets only what is published after it
         # exists. Enriched events unordered (rows carry their publish time, and an ordered
         # pull hands out one message per key per acknowledgement); identity links ordered.
-        requests: list[dict[str, Any]] = [
-            {"name": self.subscriptions["enriched_events"], "topic": topic(topics.enriched)},
-            {
-                "name": self.subscriptions["identity_links"],
+        exports: dict[str, dict[str, Any]] = {
+            "enriched_events": {"topic": topic(topics.enriched)},
+            "identity_links": {
                 "topic": topic(topics.identity_links),
                 "enable_message_ordering": True,
             },
+        }
+        requests: list[dict[str, Any]] = [
+            {"name": self.subscriptions[role], **request}
+            for role, request in exports.items()
+            if role in self.subscriptions
         ]
         for role, source in pushes.items():
             # A pull subscription that the push loop drains: ordering, backoff and dead
