@@ -201,13 +201,11 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
     """The Measurement Protocol sender, the Data Manager API sender, or a router between
     them by stream; each is built only when a stream uses it (the Data Manager one asks
     for application default credentials, the Measurement Protocol one for the secret)."""
-    from shared.adapters.data_manager import DataManagerClient
-    from shared.adapters.destinations import DestinationRouter
-    from shared.adapters.ga4_http import Ga4Client
-
     ga4 = settings.ga4
     senders: dict[str, Ga4Sender] = {}
     if plan.uses_measurement_protocol:
+        from shared.adapters.ga4_http import Ga4Client
+
         _, secret = ga4.require()
         senders[MEASUREMENT_PROTOCOL] = Ga4Client(
             endpoint=ga4.endpoint,
@@ -218,6 +216,8 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
             budget_seconds=ga4.retry_budget_seconds,
         )
     if plan.uses_data_manager:
+        from shared.adapters.data_manager import DataManagerClient
+
         senders[DATA_MANAGER] = DataManagerClient(
             plan=plan,
             endpoint=ga4.data_manager_endpoint,
@@ -229,6 +229,8 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
         )
     if len(senders) == 1:
         return next(iter(senders.values()))
+    from shared.adapters.destinations import DestinationRouter
+
     return DestinationRouter(plan, senders)
 
 

@@ -1,12 +1,16 @@
 """The GA4 HTTP client against the real local GA4 endpoint, and the endpoint itself.
 
-No test patches requests: faults are real (a slow endpoint, a closed port, a server that
-resets or hangs up after reading the request) or raised by a transport adapter mounted on
-the session, exactly where requests itself would raise them.
+No test patches urllib3: faults are real (a slow endpoint, a closed port, a server that
+resets or hangs up after reading the request, a TLS server whose certificate is not
+trusted, a proxy, a redirect) or raised by a pool manager whose ``urlopen`` raises them
+where urllib3 itself raises them with ``retries=False``.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
+import ipaddress
 import json
 import logging
 import random
@@ -15,20 +19,30 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
+    LocationParseError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
+    ProxyError,
     ReadTimeoutError,
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
@@ -262,104 +276,414 @@ def test_a_refused_connection_is_retried_until_the_bounds(sleeps: list[float]) -
     assert len(sleeps) == 2
 
 
-class FailFirst(HTTPAdapter):
-    """A transport adapter that raises the given errors on the first sends, as requests'
-    own adapter would, then sends for real."""
+class FailFirst(urllib3.PoolManager):
+    """A pool manager that raises the given errors on the first requests, where urllib3's
+    own ``urlopen`` raises them, then sends for real."""
 
     def __init__(self, errors: list[Exception]) -> None:
-        super().__init__(max_retries=0)
+        super().__init__(retries=False)
         self.errors = errors
         self.calls = 0
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
-        return super().send(request, *args, **kwargs)
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
+
+# Errors shaped as urllib3 raises them with retries=False: the error itself, no MaxRetryError.
 
 
 def connect_timeout() -> Exception:
-    reason = ConnectTimeoutError(None, "connect timed out")
-    return requests.exceptions.ConnectTimeout(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+    return ConnectTimeoutError(None, "Connection to 127.0.0.1 timed out. (connect timeout=3.05)")
 
 
 def refused() -> Exception:
-    reason = NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+    return NewConnectionError(None, "Failed to establish a new connection: [Errno 111]")  # type: ignore[arg-type]
 
 
 def name_not_resolved() -> Exception:
-    reason = NameResolutionError("www.google-analytics.com", None, socket.gaierror(-2, "no"))  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+    return NameResolutionError("www.google-analytics.com", None, socket.gaierror(-2, "no"))  # type: ignore[arg-type]
 
 
 def certificate_refused() -> Exception:
-    reason = Urllib3SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
-    return requests.exceptions.SSLError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+    return Urllib3SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+
+
+def proxy_refused() -> Exception:
+    return ProxyError("Unable to connect to proxy", refused())
+
+
+def pool_closed() -> Exception:
+    return ClosedPoolError(None, "Pool is closed.")  # type: ignore[arg-type]
+
+
+def unusable_url() -> Exception:
+    return LocationParseError("http://[::1/mp/collect")
 
 
 def read_timeout() -> Exception:
-    return requests.exceptions.ReadTimeout(ReadTimeoutError(None, "/mp/collect", "read timed out"))  # type: ignore[arg-type]
+    return ReadTimeoutError(None, "/mp/collect", "Read timed out. (read timeout=5.0)")  # type: ignore[arg-type]
 
 
 def reset_after_sending() -> Exception:
-    cause = ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
-    return requests.exceptions.ConnectionError(cause)
+    return ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
+
+
+def closed_after_sending() -> Exception:
+    cause = http.client.RemoteDisconnected("Remote end closed connection without response")
+    return ProtocolError("Connection aborted.", cause)
+
+
+def answer_cut_short() -> Exception:
+    return ProtocolError("Connection broken: IncompleteRead(0 bytes read, 2 more expected)")
 
 
 def tls_broken_mid_answer() -> Exception:
-    reason = Urllib3SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
-    return requests.exceptions.SSLError(MaxRetryError(None, "/mp/collect", reason))  # type: ignore[arg-type]
+    return Urllib3SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+
+
+NEVER_SENT = [
+    connect_timeout,
+    refused,
+    name_not_resolved,
+    certificate_refused,
+    proxy_refused,
+    pool_closed,
+    unusable_url,
+]
+MAY_HAVE_LEFT = [
+    read_timeout,
+    reset_after_sending,
+    closed_after_sending,
+    answer_cut_short,
+    tls_broken_mid_answer,
+]
+
+
+@pytest.mark.parametrize("error", NEVER_SENT)
+def test_a_connection_never_made_is_retried_and_lands_once(
+    ga4: LocalGa4, sleeps: list[float], error: Any
+) -> None:
+    """Connect timeout, refused, DNS, certificate, proxy, closed pool: retried, lands once."""
+    pool = FailFirst([error(), error()])
+    client = Ga4Client(
+        endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, jitter=highest, pool=pool
+    )
+    client.send("G-TEST", VALID, event_id="e-1")
+    assert pool.calls == 3
+    assert sleeps == [1.0, 2.0]
+    assert [r["event_id"] for r in ga4.accepted()] == ["e-1"]
+
+
+@pytest.mark.parametrize("error", MAY_HAVE_LEFT)
+def test_an_error_after_the_request_may_have_left_is_never_retried(
+    ga4: LocalGa4, sleeps: list[float], error: Any
+) -> None:
+    """One attempt, Ga4OutcomeUnknown, no wait."""
+    pool = FailFirst([error()])
+    client = Ga4Client(endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, pool=pool)
+    with pytest.raises(Ga4OutcomeUnknown):
+        client.send("G-TEST", VALID)
+    assert (pool.calls, sleeps) == (1, [])
+
+
+@pytest.mark.parametrize("error", MAY_HAVE_LEFT)
+def test_every_network_error_on_the_debug_endpoint_is_retried(
+    ga4: LocalGa4, sleeps: list[float], error: Any
+) -> None:
+    """The debug endpoint ingests nothing: even an answer lost after sending is asked again."""
+    pool = FailFirst([error()])
+    client = Ga4Client(endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, pool=pool)
+    assert client.validate_remote("G-TEST", VALID) == []
+    assert (pool.calls, len(sleeps)) == (2, 1)
+
+
+def requests_connect_timeout() -> Exception:
+    reason = ConnectTimeoutError(None, "connect timed out")
+    return requests.exceptions.ConnectTimeout(MaxRetryError(None, "/v1/events", reason))  # type: ignore[arg-type]
+
+
+def requests_refused() -> Exception:
+    reason = NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(MaxRetryError(None, "/v1/events", reason))  # type: ignore[arg-type]
+
+
+def requests_name_not_resolved() -> Exception:
+    reason = NameResolutionError("datamanager.googleapis.com", None, socket.gaierror(-2, "no"))  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(MaxRetryError(None, "/v1/events", reason))  # type: ignore[arg-type]
+
+
+def requests_certificate_refused() -> Exception:
+    reason = Urllib3SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    return requests.exceptions.SSLError(MaxRetryError(None, "/v1/events", reason))  # type: ignore[arg-type]
+
+
+def requests_read_timeout() -> Exception:
+    return requests.exceptions.ReadTimeout(ReadTimeoutError(None, "/v1/events", "read timed out"))  # type: ignore[arg-type]
+
+
+def requests_reset_after_sending() -> Exception:
+    return requests.exceptions.ConnectionError(reset_after_sending())
+
+
+def requests_tls_broken_mid_answer() -> Exception:
+    reason = tls_broken_mid_answer()
+    return requests.exceptions.SSLError(MaxRetryError(None, "/v1/events", reason))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("error", "never_sent"),
     [
-        (connect_timeout, True),
-        (refused, True),
-        (name_not_resolved, True),
-        (certificate_refused, True),
+        (requests_connect_timeout, True),
+        (requests_refused, True),
+        (requests_name_not_resolved, True),
+        (requests_certificate_refused, True),
         (lambda: requests.exceptions.InvalidURL("bad"), True),
-        (read_timeout, False),
-        (reset_after_sending, False),
-        (tls_broken_mid_answer, False),
+        (requests_read_timeout, False),
+        (requests_reset_after_sending, False),
+        (requests_tls_broken_mid_answer, False),
         (lambda: requests.exceptions.ChunkedEncodingError("cut"), False),
     ],
 )
-def test_only_a_connection_never_made_counts_as_never_sent(error: Any, never_sent: bool) -> None:
-    """The classification, on errors shaped exactly as requests raises them."""
+def test_the_requests_classifier_counts_only_a_connection_never_made_as_never_sent(
+    error: Any, never_sent: bool
+) -> None:
+    """``never_reached_the_server`` (the Data Manager REST transport's), on requests' errors."""
     assert never_reached_the_server(error()) is never_sent
 
 
-@pytest.mark.parametrize("error", [connect_timeout, refused, name_not_resolved])
-def test_a_connection_never_made_is_retried_and_lands_once(
-    ga4: LocalGa4, sleeps: list[float], error: Any
-) -> None:
-    """Connect timeout, refused, DNS failure: retried with backoff, GA4 gets it once."""
-    session = requests.Session()
-    adapter = FailFirst([error(), error()])
-    session.mount(ga4.url, adapter)
-    client = Ga4Client(
-        endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, jitter=highest, session=session
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private CA and a certificate it signed for 127.0.0.1, as PEM files."""
+    folder = tmp_path_factory.mktemp("tls")
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key: Any, issuer: x509.Name, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+            builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ga4-stitch test CA")])
+    ca_cert = issue("ga4-stitch test CA", ca_key, ca_name, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue("127.0.0.1", key, ca_name, ca_key, ca=False)
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
-    client.send("G-TEST", VALID, event_id="e-1")
-    assert adapter.calls == 3
-    assert sleeps == [1.0, 2.0]
-    assert [r["event_id"] for r in ga4.accepted()] == ["e-1"]
+    return paths
 
 
-@pytest.mark.parametrize("error", [read_timeout, reset_after_sending, tls_broken_mid_answer])
-def test_an_error_after_the_request_may_have_left_is_never_retried(
-    ga4: LocalGa4, sleeps: list[float], error: Any
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class TinyServer:
+    """A real HTTP (or, given a TLS context, HTTPS) server: each request it reads whole
+    is recorded (``target``: the request line's target; ``headers``, by lower-case name)
+    and answered by ``answer(target, headers, body)``. A refused TLS handshake records
+    nothing."""
+
+    def __init__(
+        self,
+        answer: Callable[[str, dict[str, str], bytes], Answer],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.seen: list[dict[str, Any]] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the target carries the test secret."""
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                seen.append({"target": self.path, "headers": headers})
+                status, extra, content = answer(self.path, headers, body)
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> TinyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
+
+
+def accept(target: str, headers: dict[str, str], body: bytes) -> Answer:
+    return 204, {}, b""
+
+
+@pytest.fixture
+def tls_server(certificates: dict[str, Path]) -> Iterator[TinyServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificates["cert"], certificates["key"])
+    with TinyServer(accept, tls=context) as server:
+        yield server
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy and no CA bundle from the machine running the tests."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    return monkeypatch
+
+
+def test_a_certificate_refused_in_the_handshake_is_retried_and_never_sent(
+    tls_server: TinyServer, sleeps: list[float], environment: pytest.MonkeyPatch
 ) -> None:
-    """One attempt, Ga4OutcomeUnknown, no wait."""
-    session = requests.Session()
-    adapter = FailFirst([error()])
-    session.mount(ga4.url, adapter)
-    client = Ga4Client(endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, session=session)
-    with pytest.raises(Ga4OutcomeUnknown):
-        client.send("G-TEST", VALID)
-    assert (adapter.calls, sleeps) == (1, [])
+    """An untrusted certificate ends the connection before the request is written, so
+    every attempt is made and the server never reads one."""
+    with pytest.raises(Ga4UnavailableError, match=r"unreachable.*CERTIFICATE_VERIFY_FAILED"):
+        client_for(tls_server.url, sleeps, attempts=3).send("G-TEST", VALID)
+    assert len(sleeps) == 2
+    assert tls_server.seen == []
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_ca_bundle_the_environment_names_is_trusted(
+    tls_server: TinyServer,
+    sleeps: list[float],
+    environment: pytest.MonkeyPatch,
+    certificates: dict[str, Path],
+    variable: str,
+) -> None:
+    """The bundle is read when the client is built and verifies GA4's certificate."""
+    environment.setenv(variable, str(certificates["ca"]))
+    client = client_for(tls_server.url, sleeps)
+    environment.delenv(variable)
+    client.send("G-TEST", VALID, event_id="e-tls")
+    (request,) = tls_server.seen
+    assert request["target"].startswith("/mp/collect?measurement_id=G-TEST&api_secret=")
+    assert request["headers"]["x-ga4-stitch-event-id"] == "e-tls"
+
+
+def forward_to_target(target: str, headers: dict[str, str], body: bytes) -> Answer:
+    """A forwarding proxy's answer: the request sent on to the absolute URL it names."""
+    url = urlsplit(target)
+    connection = http.client.HTTPConnection(url.netloc, timeout=5)
+    kept = {name: value for name, value in headers.items() if name != "proxy-authorization"}
+    connection.request("POST", f"{url.path}?{url.query}", body=body, headers=kept)
+    answer = connection.getresponse()
+    content = answer.read()
+    connection.close()
+    return answer.status, {}, content
+
+
+def test_the_proxy_is_resolved_once_and_carries_every_request(
+    ga4: LocalGa4, sleeps: list[float], environment: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY read when the client is built (credentials sent to the proxy only),
+    still used after the environment changes; the event lands once through it."""
+    with TinyServer(forward_to_target) as proxy:
+        address = proxy.url.removeprefix("http://")
+        environment.setenv("HTTP_PROXY", f"http://relay:p%40ss@{address}")
+        client = client_for(ga4.url, sleeps)
+        environment.delenv("HTTP_PROXY")
+        environment.setenv("NO_PROXY", "*")
+        client.send("G-TEST", VALID, event_id="e-proxied")
+    (request,) = proxy.seen
+    assert request["target"].startswith(f"{ga4.url}/mp/collect?measurement_id=G-TEST")
+    expected = base64.b64encode(b"relay:p@ss").decode()
+    assert request["headers"]["proxy-authorization"] == f"Basic {expected}"
+    assert [r["event_id"] for r in ga4.accepted()] == ["e-proxied"]
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.1", "*"])
+def test_no_proxy_sends_to_the_endpoint_directly(
+    ga4: LocalGa4, sleeps: list[float], environment: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    """An endpoint NO_PROXY names bypasses the proxy the environment sets."""
+    with TinyServer(forward_to_target) as proxy:
+        environment.setenv("HTTP_PROXY", proxy.url)
+        environment.setenv("NO_PROXY", no_proxy)
+        client_for(ga4.url, sleeps).send("G-TEST", VALID, event_id="e-direct")
+    assert proxy.seen == []
+    assert [r["event_id"] for r in ga4.accepted()] == ["e-direct"]
+
+
+def test_a_redirect_is_not_followed_and_is_rejected(ga4: LocalGa4, sleeps: list[float]) -> None:
+    """A 307 to GA4 itself: the body is not sent there, one request, ga4_rejected."""
+
+    def redirect(target: str, headers: dict[str, str], body: bytes) -> Answer:
+        return 307, {"Location": f"{ga4.url}{target}"}, b""
+
+    with TinyServer(redirect) as server, pytest.raises(PermanentError) as caught:
+        client_for(server.url, sleeps).send("G-TEST", VALID)
+    assert caught.value.reason == "ga4_rejected"
+    assert len(server.seen) == 1
+    assert ga4.requests() == []
+    assert sleeps == []
+
+
+def test_a_retry_after_given_as_an_http_date_is_waited_until_that_moment(
+    sleeps: list[float],
+) -> None:
+    """503 with Retry-After five seconds from now as a date: one wait of about 5 s, then
+    the retry lands."""
+    answers = iter([(503, {"Retry-After": formatdate(time.time() + 5, usegmt=True)}, b"")])
+
+    def once_unavailable(target: str, headers: dict[str, str], body: bytes) -> Answer:
+        return next(answers, (204, {}, b""))
+
+    with TinyServer(once_unavailable) as server:
+        client_for(server.url, sleeps).send("G-TEST", VALID)
+    assert len(server.seen) == 2
+    (wait,) = sleeps
+    assert 3.5 < wait <= 5.0
+
+
+def test_close_closes_the_pooled_connections(ga4: LocalGa4, sleeps: list[float]) -> None:
+    """After ``close`` no connection is kept; a later send opens a new one."""
+    pool = urllib3.PoolManager(retries=False)
+    client = Ga4Client(endpoint=ga4.url, api_secret=SECRET, sleep=sleeps.append, pool=pool)
+    client.send("G-TEST", VALID)
+    assert len(pool.pools) == 1
+    client.close()
+    assert len(pool.pools) == 0
+    client.send("G-TEST", VALID)
+    assert len(ga4.accepted()) == 2
 
 
 def test_5xx_forever_raises_transient_after_the_attempt_budget(
@@ -399,26 +723,31 @@ def test_the_secret_never_reaches_logs_errors_or_records(
     texts.append((tmp_path / "ga4.ndjson").read_text())
     for text in texts:
         assert SECRET not in text
-        assert requests.utils.quote(SECRET, safe="") not in text
+        assert quote(SECRET, safe="") not in text
         assert "s3cr3t" not in text
 
 
 def test_each_stream_uses_its_own_secret(ga4: LocalGa4, sleeps: list[float]) -> None:
     """Routed streams carry their own API secret; others use the default one."""
     urls: list[str] = []
-    session = requests.Session()
-    session.hooks["response"].append(lambda response, **_: urls.append(response.request.url))
+
+    class Recording(urllib3.PoolManager):
+        def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+            urls.append(url)
+            return super().urlopen(method, url, redirect=redirect, **kw)
+
     client = Ga4Client(
         endpoint=ga4.url,
         api_secret="default-secret",
         stream_secrets={"G-SHOP": "shop-secret"},
         sleep=sleeps.append,
-        session=session,
+        pool=Recording(retries=False),
     )
     client.send("G-SHOP", VALID)
     client.send("G-OTHER", VALID)
     assert "api_secret=shop-secret" in urls[0]
     assert "api_secret=default-secret" in urls[1]
+    assert len(ga4.accepted()) == 2
 
 
 @pytest.mark.parametrize("event_id", ["e0000001.1a2b3c4d", "ünïcode/id with spaces\r\n"])
