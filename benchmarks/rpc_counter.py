@@ -52,7 +52,10 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
         with self._lock:
             if code is not None and code != grpc.StatusCode.OK:
                 self._failures[f"{method}:{code.name}"] += 1
-                documents = Counter({f"{kind}_failed": n for kind, n in documents.items()})
+                if not (method == "GetDocument" and code == grpc.StatusCode.NOT_FOUND):
+                    # A missing document is an answer, billed as a read like a batch
+                    # get's missing name; other failures are kept apart.
+                    documents = Counter({f"{kind}_failed": n for kind, n in documents.items()})
             self._documents.update(documents)
         return outcome
 

@@ -12,6 +12,7 @@ from benchmarks.common import BenchEnv, make_stream, run_design
 from benchmarks.firestore_size import document_size
 from benchmarks.rpc_counter import RpcCounter, counting_client
 from ga4_stitch.score import score
+from shared.adapters.firestore.ledger import FirestoreForwardLedger
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,16 @@ def test_a_get_is_one_batch_get_and_a_write_one_commit(counted):
     assert counter.calls() == {"Commit": 3, "BatchGetDocuments": 1}
     assert counter.failures() == {"Commit:FAILED_PRECONDITION": 1}
     assert counter.mean_request_bytes("Commit") > 0
+
+
+def test_the_ledgers_read_of_a_missing_entry_is_billed_as_one_read(counted):
+    """A unary GetDocument answering NOT_FOUND is a read, not a failed one."""
+    counter, client = counted
+    ledger = FirestoreForwardLedger(client, "smoke_ledger")
+    assert ledger.delivered("G-TEST", "e-1") is None
+    assert ledger.record("G-TEST", "e-1", "sent", 1_000_000) is True
+    assert counter.calls() == {"GetDocument": 1, "Commit": 1}
+    assert counter.documents() == {"read": 1, "write": 1}
 
 
 def test_a_transaction_costs_begin_read_and_commit(counted):
