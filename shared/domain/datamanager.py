@@ -66,6 +66,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.domain.validation import (
+    MAX_BACKDATE_MICROS,
+    RESERVED_EVENT_NAMES,
+    RESERVED_EVENT_PREFIXES,
+    RESERVED_PARAM_PREFIXES,
+)
 from shared.errors import SettingsError
 
 __all__ = [
@@ -96,48 +102,9 @@ ADS_ACCOUNT_TYPE: Final = "GOOGLE_ADS"
 GA4_REFERENCE: Final = "ga4"
 MAX_USER_IDENTIFIERS: Final = 10
 """At most 10 ``user_identifiers`` per event (``UserData`` in the client's types)."""
-MAX_BACKDATE_MICROS: Final = 72 * 3600 * 1_000_000
-"""GA4's backdating window, the same as the Measurement Protocol's."""
 
 STRUCTURED_PARAMS: Final = frozenset({"transaction_id", "currency", "value", "items", "coupon"})
 ITEM_FIELDS: Final = frozenset({"item_id", "quantity", "price"})
-RESERVED_PARAM_PREFIXES: Final = ("_", "firebase_", "ga_", "google_", "gtag.")
-RESERVED_EVENT_NAMES: Final = frozenset(
-    {
-        "ad_activeview",
-        "ad_click",
-        "ad_exposure",
-        "ad_query",
-        "ad_reward",
-        "adunit_exposure",
-        "app_background",
-        "app_clear_data",
-        "app_exception",
-        "app_remove",
-        "app_store_refund",
-        "app_store_subscription_cancel",
-        "app_store_subscription_convert",
-        "app_store_subscription_renew",
-        "app_update",
-        "app_upgrade",
-        "dynamic_link_app_open",
-        "dynamic_link_app_update",
-        "dynamic_link_first_open",
-        "error",
-        "first_open",
-        "first_visit",
-        "in_app_purchase",
-        "notification_dismiss",
-        "notification_foreground",
-        "notification_open",
-        "notification_receive",
-        "os_update",
-        "session_start",
-        "session_start_with_rollout",
-        "user_engagement",
-    }
-)
-RESERVED_EVENT_PREFIXES: Final = ("_", "firebase_", "ga_", "google_")
 CUSTOMER_TYPES: Final = frozenset({"NEW", "RETURNING", "REENGAGED"})
 CUSTOMER_VALUE_BUCKETS: Final = frozenset({"LOW", "MEDIUM", "HIGH"})
 CONSENT_WORDS: Final = {"GRANTED": "CONSENT_GRANTED", "DENIED": "CONSENT_DENIED"}
