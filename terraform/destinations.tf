@@ -3,7 +3,7 @@
 # https://www.googleapis.com/auth/datamanager). docs/forwarding.md compares the two.
 #
 # Access the Data Manager API needs, granted outside Terraform (neither GA4 nor Google
-# Ads access is a Google Cloud IAM binding; see outputs.tf, forward_service_account):
+# Ads access is a Google Cloud IAM binding; the email is output service_accounts.forward):
 #
 # - GA4: in Google Analytics, Admin > Property access management, add the forward
 #   function's service account email (google_service_account.forward) as a user with the
