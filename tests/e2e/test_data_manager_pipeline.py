@@ -30,7 +30,6 @@ def test_a_stream_forwarded_through_the_data_manager_api_reaches_full_parity(
     tmp_path: Path,
 ) -> None:
     """Nothing lost or doubled; every report dimension 100% against the truth; batched."""
-    pytest.importorskip("google.ads.datamanager_v1")
     config = SimulationConfig(
         people=PEOPLE,
         seed=11,
@@ -57,7 +56,6 @@ def test_a_stream_forwarded_through_the_data_manager_api_reaches_full_parity(
     assert paths == {"/v1/events:ingest"}
     # Batching: the forwarder's concurrent deliveries share requests (one line per event).
     requests = len({line["request_id"] for line in lines})
-    print(f"\ningest requests {requests} for {len(lines)} event records")
     assert requests < len(lines)
     assert summary.missing == 0, summary.missing_ids
     assert summary.duplicates_sent == 0

@@ -14,6 +14,7 @@ from google.ads.datamanager_v1 import IngestEventsRequest
 from google.api_core import exceptions as api_exceptions
 from google.protobuf import json_format
 
+from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.adapters.data_manager import DataManagerClient, DataManagerUnavailable
 from shared.adapters.data_manager_batch import merged_request
 from shared.bootstrap import destination_plan, ga4_sender, payload_rules
@@ -292,9 +293,8 @@ def test_an_ads_copy_stays_with_its_caller() -> None:
 
 def test_the_official_client_batches_into_the_local_endpoint() -> None:
     """Three concurrent sends: one POST, one accepted record per event, its own event id."""
-    endpoint = pytest.importorskip("ga4_stitch.ga4_endpoint")
     now = time.time_ns() // 1_000
-    with endpoint.LocalGa4() as ga4:
+    with LocalGa4() as ga4:
         sender = DataManagerClient(
             plan=PLAN,
             endpoint=ga4.url,

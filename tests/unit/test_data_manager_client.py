@@ -16,6 +16,7 @@ import urllib3.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.rpc import error_details_pb2
 
+from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.adapters.data_manager import (
     DataManagerClient,
     DataManagerUnavailable,
@@ -359,10 +360,7 @@ def test_the_official_client_dead_letters_a_400_with_its_reason(server: IngestSe
 
 def test_the_official_client_against_the_local_ga4_endpoint() -> None:
     """The project's local endpoint takes the request and records it as accepted."""
-    endpoint = pytest.importorskip("ga4_stitch.ga4_endpoint")
-    if not hasattr(endpoint, "INGEST_PATH"):
-        pytest.skip("the local endpoint has no Data Manager path yet")
-    with endpoint.LocalGa4() as ga4:
+    with LocalGa4() as ga4:
         client = DataManagerClient(plan=PLAN, endpoint=ga4.url, sleep=lambda _: None)
         client.send("G-SHOP", body_bytes(now=time.time_ns() // 1_000), event_id="e-1")
         assert len(ga4.accepted()) == 1

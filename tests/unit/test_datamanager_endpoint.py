@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+from google.ads import datamanager_v1
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.auth.credentials import AnonymousCredentials
 
 from ga4_stitch.datamanager_ingest import INGEST_PATH
 from ga4_stitch.ga4_endpoint import LocalGa4
-
-datamanager_v1 = pytest.importorskip("google.ads.datamanager_v1")
-
-from google.api_core import exceptions as gexc  # noqa: E402
-from google.api_core import retry as gretry  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
 PROPERTY = "123456789"
 MEASUREMENT_ID = "G-LOCAL00001"
