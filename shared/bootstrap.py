@@ -219,7 +219,6 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
         from shared.adapters.data_manager import DataManagerClient
 
         senders[DATA_MANAGER] = DataManagerClient(
-            plan=plan,
             endpoint=ga4.data_manager_endpoint,
             timeout_seconds=ga4.timeout_seconds,
             attempts=ga4.retry_attempts,

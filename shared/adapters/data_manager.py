@@ -1,8 +1,9 @@
 """``Ga4Sender`` over Google's Data Manager API, with the official client.
 
-Each repaired Measurement Protocol body is mapped by ``shared.domain.datamanager`` into
-one ``IngestEventsRequest`` and sent with ``IngestionServiceClient.ingest_events``
-(REST transport by default, so a local endpoint can serve it; gRPC on request).
+Each body is one ``IngestEventsRequest`` as JSON, already mapped and checked by the forward
+service (``shared.domain.datamanager``), and is sent with
+``IngestionServiceClient.ingest_events`` (REST transport by default, so a local endpoint
+can serve it; gRPC on request).
 
 Invariants:
 - Authentication: application default credentials with the Data Manager scope
@@ -62,7 +63,7 @@ from shared.adapters.ga4_http import (
     RETRY_MAX_WAIT,
     never_reached_the_server,
 )
-from shared.domain.datamanager import DestinationPlan, dead_letter_reason, ingest_request
+from shared.domain.datamanager import dead_letter_reason
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.ports import Ga4OutcomeUnknown
@@ -223,7 +224,6 @@ class DataManagerClient:
     def __init__(
         self,
         *,
-        plan: DestinationPlan,
         endpoint: str = DEFAULT_ENDPOINT,
         transport: str = "rest",
         timeout_seconds: float = 5.0,
@@ -237,7 +237,6 @@ class DataManagerClient:
         jitter: Callable[[float, float], float] | None = None,
         client: Any | None = None,
     ) -> None:
-        self._plan = plan
         self._timeout = timeout_seconds
         self._budget = budget_seconds
         self._window = max(batch_window_seconds, 0.0)
@@ -275,8 +274,7 @@ class DataManagerClient:
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
         """One event to ``ingest_events``, alone or in its stream's batch; see the module
         invariants."""
-        destination = self._plan.data_manager_for(measurement_id)
-        request = ingest_request(json.loads(body), destination)
+        request = json.loads(body)
         if self._batcher is None:
             fields = {"event_id": event_id}
             self._deliver(request, ga4_event_ids(request, event_id), self._budget, fields)

@@ -199,7 +199,8 @@ class ForwardRuntime:
         return ForwardOutcome("forwarded", measurement_id=request.measurement_id)
 
     def _checked_body(self, request: MeasurementRequest, now: int) -> bytes:
-        """The repaired body, encoded; ``ga4_invalid`` when GA4 would drop it."""
+        """The repaired body as the stream's destination takes it (the MP body, or the Data
+        Manager request mapped from it); ``ga4_invalid`` when GA4 would drop it."""
         validation = validate(request.body, now_micros=now)
         if not validation.sendable:
             raise PermanentError("ga4_invalid", _messages_json(validation.fatal_messages))
@@ -210,23 +211,26 @@ class ForwardRuntime:
                 "payload repaired for GA4",
                 messages=[message.as_ga4() for message in validation.messages],
             )
-        body = encode_body(validation.body)
         if self._destinations.destination_of(request.measurement_id) == DATA_MANAGER:
-            self._check_data_manager(request, validation.body, now)
-        elif self._validate_first:
+            return self._data_manager_body(request, validation.body, now)
+        body = encode_body(validation.body)
+        if self._validate_first:
             remote = self._sender.validate_remote(request.measurement_id, body)
             if remote:
                 raise PermanentError("ga4_invalid", json.dumps(remote, ensure_ascii=False))
         return body
 
-    def _check_data_manager(
+    def _data_manager_body(
         self, request: MeasurementRequest, body: dict[str, Any], now: int
-    ) -> None:
-        """Dead-letter, with the API's reason, what the Data Manager API would refuse."""
+    ) -> bytes:
+        """The ``IngestEventsRequest`` the Data Manager sender sends as it is, mapped once
+        here; what the API would refuse is dead-lettered with the API's reason instead."""
         destination = self._destinations.data_manager_for(request.measurement_id)
-        refused = refusals(ingest_request(body, destination), now)
+        ingest = ingest_request(body, destination)
+        refused = refusals(ingest, now)
         if refused:
             raise PermanentError(dead_letter_reason(refused[0].reason), refusal_detail(refused))
+        return json_bytes(ingest)
 
     def _record(self, state: str, request: MeasurementRequest) -> None:
         """Create the ledger entry (``sent`` or ``uncertain``) with a few short retries; a

@@ -22,9 +22,11 @@ from shared.domain.datamanager import (
     AdsConversion,
     DataManagerDestination,
     DestinationPlan,
+    ingest_request,
 )
 from shared.domain.measurement import PayloadRules, build_request
-from shared.domain.validation import encode_body, validate
+from shared.domain.messages import json_bytes
+from shared.domain.validation import validate
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.ports import Ga4OutcomeUnknown
 from shared.settings import Settings
@@ -43,10 +45,16 @@ PLAN = DestinationPlan(
 
 
 def body(event_id: str, name: str = "page_view", stream: str = "G-SHOP", **resolved: Any) -> bytes:
-    """One enriched event's repaired MP body: one GA4 event (two for a purchase with Ads)."""
+    """One enriched event's Data Manager request, as the forward service maps it: one GA4
+    event (two for a purchase with Ads)."""
     event = enriched(name, event_id=event_id, earliest_in_session=False, **resolved)
+    return mapped(event, stream, NOW)
+
+
+def mapped(event: dict[str, Any], stream: str, now: int) -> bytes:
     request = build_request(event, PayloadRules(default_measurement_id=stream))
-    return encode_body(validate(request.body, now_micros=NOW).body)
+    repaired = validate(request.body, now_micros=now).body
+    return json_bytes(ingest_request(repaired, PLAN.data_manager_for(stream)))
 
 
 class BatchClient:
@@ -78,7 +86,6 @@ def always(error: BaseException | None = None) -> Callable[[int, dict[str, Any]]
 
 def batching(client: BatchClient, window: float = 5.0, max_events: int = 500) -> DataManagerClient:
     return DataManagerClient(
-        plan=PLAN,
         client=client,
         batch_window_seconds=window,
         batch_max_events=max_events,
@@ -296,7 +303,6 @@ def test_the_official_client_batches_into_the_local_endpoint() -> None:
     now = time.time_ns() // 1_000
     with LocalGa4() as ga4:
         sender = DataManagerClient(
-            plan=PLAN,
             endpoint=ga4.url,
             batch_window_seconds=5.0,
             batch_max_events=3,
@@ -306,9 +312,7 @@ def test_the_official_client_batches_into_the_local_endpoint() -> None:
         for i in range(3):
             event = enriched("page_view", event_id=f"e{i}", earliest_in_session=False)
             event["resolved"]["timestamp_micros"] = now
-            request = build_request(event, PayloadRules(default_measurement_id="G-SHOP"))
-            raw = encode_body(validate(request.body, now_micros=now).body)
-            sends.append(("G-SHOP", raw, f"e {i}/x"))
+            sends.append(("G-SHOP", mapped(event, "G-SHOP", now), f"e {i}/x"))
         outcomes = send_all(sender, sends)
         assert outcomes == dict.fromkeys(outcomes)
         records = ga4.accepted()

@@ -24,9 +24,10 @@ from shared.adapters.data_manager import (
     translated,
 )
 from shared.adapters.destinations import DestinationRouter
-from shared.domain.datamanager import DataManagerDestination, DestinationPlan
+from shared.domain.datamanager import DataManagerDestination, DestinationPlan, ingest_request
 from shared.domain.measurement import PayloadRules, build_request
-from shared.domain.validation import encode_body, validate
+from shared.domain.messages import json_bytes
+from shared.domain.validation import validate
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.ports import Ga4OutcomeUnknown
 from tests.unit.test_datamanager_mapping import NOW, enriched
@@ -39,9 +40,11 @@ PLAN = DestinationPlan(
 
 
 def body_bytes(name: str = "purchase", now: int = NOW) -> bytes:
+    """What the forward service hands the sender: the Data Manager request, mapped."""
     event = enriched(name, timestamp_micros=now)
     request = build_request(event, PayloadRules(default_measurement_id="G-SHOP"))
-    return encode_body(validate(request.body, now_micros=now).body)
+    repaired = validate(request.body, now_micros=now).body
+    return json_bytes(ingest_request(repaired, PLAN.data_manager_for("G-SHOP")))
 
 
 def refused(reason: str, field: str) -> api_exceptions.InvalidArgument:
@@ -153,9 +156,7 @@ class ScriptedClient:
 
 
 def sender(client: ScriptedClient, waits: list[float]) -> DataManagerClient:
-    return DataManagerClient(
-        plan=PLAN, client=client, sleep=waits.append, jitter=lambda low, high: high
-    )
+    return DataManagerClient(client=client, sleep=waits.append, jitter=lambda low, high: high)
 
 
 def test_unavailable_is_retried_with_the_backoff_and_the_librarys_retry_off() -> None:
@@ -234,7 +235,7 @@ def test_the_router_sends_each_stream_through_its_destination() -> None:
     mp, client = MeasurementProtocolSpy(), ScriptedClient()
     router = DestinationRouter(
         plan,
-        {"measurement_protocol": mp, "data_manager": DataManagerClient(plan=plan, client=client)},
+        {"measurement_protocol": mp, "data_manager": DataManagerClient(client=client)},
     )
     router.send("G-MP", body_bytes())
     router.send("G-SHOP", body_bytes())
@@ -288,7 +289,6 @@ def server() -> Iterator[IngestServer]:
 def official(server: IngestServer, waits: list[float]) -> DataManagerClient:
     host, port = server.server_address[:2]
     return DataManagerClient(
-        plan=PLAN,
         endpoint=f"http://{host!s}:{port}",
         timeout_seconds=5.0,
         sleep=waits.append,
@@ -361,6 +361,6 @@ def test_the_official_client_dead_letters_a_400_with_its_reason(server: IngestSe
 def test_the_official_client_against_the_local_ga4_endpoint() -> None:
     """The project's local endpoint takes the request and records it as accepted."""
     with LocalGa4() as ga4:
-        client = DataManagerClient(plan=PLAN, endpoint=ga4.url, sleep=lambda _: None)
+        client = DataManagerClient(endpoint=ga4.url, sleep=lambda _: None)
         client.send("G-SHOP", body_bytes(now=time.time_ns() // 1_000), event_id="e-1")
         assert len(ga4.accepted()) == 1

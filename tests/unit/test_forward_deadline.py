@@ -13,7 +13,6 @@ import re
 
 from shared.adapters.data_manager import DataManagerClient
 from shared.adapters.ga4_http import RETRY_INITIAL_WAIT, RETRY_MAX_WAIT, Ga4Client
-from shared.domain.datamanager import DataManagerDestination, DestinationPlan
 from tests.terraform.configuration import load_configuration
 
 LEDGER_MARK_SECONDS = 5.0 + 5.0
@@ -61,13 +60,7 @@ def test_a_batched_data_manager_send_and_its_mark_end_before_the_function_timeou
     timeout, budget, attempts, function_timeout, ack_deadline = terraform_defaults()
     variables = load_configuration().variables
     window_ms = float(variables["data_manager_batch_window_ms"]["default"])
-    plan = DestinationPlan(
-        default="data_manager",
-        data_manager={"G-SHOP": DataManagerDestination("1", "G-SHOP")},
-        measurement_ids=frozenset({"G-SHOP"}),
-    )
     client = DataManagerClient(
-        plan=plan,
         client=object(),
         timeout_seconds=timeout,
         attempts=attempts,
