@@ -71,6 +71,7 @@ from shared.domain.validation import (
     RESERVED_EVENT_NAMES,
     RESERVED_EVENT_PREFIXES,
     RESERVED_PARAM_PREFIXES,
+    finite_number,
 )
 from shared.errors import SettingsError
 
@@ -324,18 +325,17 @@ def _text_value(value: object) -> str | None:
     return None
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+def _parameters(values: Mapping[str, Any], mapped: frozenset[str]) -> list[dict[str, str]]:
+    """The values no structured field took, as ``{parameter_name, value}`` text pairs."""
+    return [
+        {"parameter_name": str(name), "value": text}
+        for name, value in values.items()
+        if name not in mapped and (text := _text_value(value)) is not None
+    ]
 
 
 def _integer(value: object) -> int | None:
-    number = _number(value)
+    number = finite_number(value)
     return int(number) if number is not None and number.is_integer() else None
 
 
@@ -442,16 +442,12 @@ def _item(item: object, *, for_ads: bool) -> dict[str, Any]:
     quantity = _integer(item.get("quantity"))
     if quantity is not None:
         mapped["quantity"] = quantity
-    price = _number(item.get("price"))
+    price = finite_number(item.get("price"))
     if price is not None:
         mapped["unit_price"] = price
     if for_ads:
         return mapped if item_id else {}
-    extra = [
-        {"parameter_name": str(name), "value": text}
-        for name, value in item.items()
-        if name not in ITEM_FIELDS and (text := _text_value(value)) is not None
-    ]
+    extra = _parameters(item, ITEM_FIELDS)
     if extra:
         mapped["additional_item_parameters"] = extra
     return mapped
@@ -516,17 +512,13 @@ def _ga4_event(
     currency = _text_value(params.get("currency"))
     if currency:
         mapped["currency"] = currency
-    value = _number(params.get("value"))
+    value = finite_number(params.get("value"))
     if value is not None:
         mapped["conversion_value"] = value
     cart = _cart_data(params, for_ads=False)
     if cart:
         mapped["cart_data"] = cart
-    extra = [
-        {"parameter_name": str(name), "value": text}
-        for name, value in params.items()
-        if name not in STRUCTURED_PARAMS and (text := _text_value(value)) is not None
-    ]
+    extra = _parameters(params, STRUCTURED_PARAMS)
     if extra:
         mapped["additional_event_parameters"] = extra
     return mapped

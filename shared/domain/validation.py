@@ -31,10 +31,14 @@ from shared.domain.privacy import looks_like_pii
 
 __all__ = [
     "MAX_BACKDATE_MICROS",
+    "RESERVED_EVENT_NAMES",
+    "RESERVED_EVENT_PREFIXES",
+    "RESERVED_PARAM_PREFIXES",
     "Code",
     "Message",
     "Validation",
     "encode_body",
+    "finite_number",
     "parse_body",
     "validate",
 ]
@@ -224,15 +228,21 @@ def _is_scalar(value: object) -> bool:
     return isinstance(value, str | int)
 
 
-def _positive_number(value: object) -> bool:
-    """A number > 0, or its decimal text (GA4's own examples send ``"100"``)."""
+def finite_number(value: object) -> float | None:
+    """A finite number, or its decimal text (GA4's own examples send ``"100"``), as a
+    float; None for anything else (booleans included)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return False
+        return None
     try:
         number = float(value)
     except ValueError:
-        return False
-    return math.isfinite(number) and number > 0
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _positive_number(value: object) -> bool:
+    number = finite_number(value)
+    return number is not None and number > 0
 
 
 def _name_problem(
