@@ -15,6 +15,7 @@ import functions_framework
 import pytest
 from google.cloud import firestore, pubsub_v1
 
+from benchmarks.rpc_counter import RpcCounter, counting_client
 from ga4_stitch.ga4_endpoint import LocalGa4
 from shared.adapters.firestore.ledger import FirestoreForwardLedger, ledger_key
 from tests.cloudevents import pubsub_cloud_event
@@ -284,62 +285,38 @@ def test_an_event_older_than_72_hours_is_dead_lettered(
     assert ga4.requests() == []
 
 
-# The ledger against the real Firestore emulator, with its RPCs counted
-
-
-class RpcCounter:
-    """Counts calls on the Firestore client's GAPIC layer: one call is one RPC."""
-
-    def __init__(self, client: firestore.Client) -> None:
-        self.calls: Counter[str] = Counter()
-        api = client._firestore_api
-        for name in (
-            "commit",
-            "batch_get_documents",
-            "get_document",
-            "begin_transaction",
-            "rollback",
-            "run_query",
-            "batch_write",
-            "update_document",
-            "delete_document",
-            "create_document",
-        ):
-            setattr(api, name, self._counting(name, getattr(api, name)))
-
-    def _counting(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return method(*args, **kwargs)
-
-        return call
-
-    def take(self) -> int:
-        total = sum(self.calls.values())
-        self.calls.clear()
-        return total
+# The ledger against the real Firestore emulator, its RPCs counted where they leave the
+# process (a gRPC interceptor on the client's channel)
 
 
 @pytest.fixture
 def ledger(clean_firestore: str, unique: str) -> tuple[FirestoreForwardLedger, RpcCounter]:
-    client = firestore.Client(project=PROJECT)
-    counter = RpcCounter(client)
-    return FirestoreForwardLedger(client, f"forwarded_{unique}"), counter
+    counter = RpcCounter()
+    return FirestoreForwardLedger(counting_client(PROJECT, counter), forwarded_in(unique)), counter
+
+
+def forwarded_in(unique: str) -> str:
+    return f"forwarded_{unique}"
+
+
+def entry(unique: str, event_id: str) -> Any:
+    collection = firestore.Client(project=PROJECT).collection(forwarded_in(unique))
+    return collection.document(ledger_key(MEASUREMENT_ID, event_id))
 
 
 NOW = time.time_ns() // 1_000
 
 
 def test_the_common_case_costs_one_read_and_one_write(
-    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+    ledger: tuple[FirestoreForwardLedger, RpcCounter], unique: str
 ) -> None:
     """delivered (read, nothing there) + record (create): 2 RPCs, 1 of them a write."""
     store, counter = ledger
     assert store.delivered(MEASUREMENT_ID, "e-1") is None
     assert store.record(MEASUREMENT_ID, "e-1", "sent", NOW) is True
-    assert counter.calls == Counter({"get_document": 1, "commit": 1})
-    counter.take()
-    document = store._document(ledger_key(MEASUREMENT_ID, "e-1")).get()
+    assert counter.calls() == Counter({"GetDocument": 1, "Commit": 1})
+    assert counter.documents() == Counter({"read": 1, "write": 1})
+    document = entry(unique, "e-1").get()
     assert document.get("state") == "sent"
     assert document.get("expire_at").timestamp() == pytest.approx(NOW / 1e6 + 8 * 86_400)
 
@@ -350,23 +327,22 @@ def test_a_redelivery_to_the_sending_instance_costs_no_rpc(
     """The instance's cache knows the event was sent."""
     store, counter = ledger
     store.record(MEASUREMENT_ID, "e-1", "sent", NOW)
-    counter.take()
+    counter.reset()
     assert store.delivered(MEASUREMENT_ID, "e-1") == "sent"
-    assert counter.take() == 0
+    assert counter.total() == 0
 
 
 def test_a_redelivery_to_another_instance_costs_one_read(clean_firestore: str, unique: str) -> None:
     """Another instance reads the entry once, then knows it too."""
-    collection = f"forwarded_{unique}"
+    collection = forwarded_in(unique)
     FirestoreForwardLedger(firestore.Client(project=PROJECT), collection).record(
         MEASUREMENT_ID, "e-1", "uncertain", NOW
     )
-    client = firestore.Client(project=PROJECT)
-    counter = RpcCounter(client)
-    other = FirestoreForwardLedger(client, collection)
+    counter = RpcCounter()
+    other = FirestoreForwardLedger(counting_client(PROJECT, counter), collection)
     assert other.delivered(MEASUREMENT_ID, "e-1") == "uncertain"
     assert other.delivered(MEASUREMENT_ID, "e-1") == "uncertain"
-    assert counter.calls == Counter({"get_document": 1})
+    assert counter.calls() == Counter({"GetDocument": 1})
 
 
 def test_a_second_record_is_refused_and_leaves_the_entry_alone(
@@ -374,30 +350,29 @@ def test_a_second_record_is_refused_and_leaves_the_entry_alone(
 ) -> None:
     """create with exists=False: a concurrent copy's write fails (False, for the caller's
     ``duplicate_risk``) and the first entry, its state and ``expire_at`` stay."""
-    collection = f"forwarded_{unique}"
+    collection = forwarded_in(unique)
     first = FirestoreForwardLedger(firestore.Client(project=PROJECT), collection)
     second = FirestoreForwardLedger(firestore.Client(project=PROJECT), collection)
     assert second.delivered(MEASUREMENT_ID, "e-1") is None
     assert first.record(MEASUREMENT_ID, "e-1", "uncertain", NOW) is True
     assert second.record(MEASUREMENT_ID, "e-1", "sent", NOW + 1_000_000) is False
-    document = first._document(ledger_key(MEASUREMENT_ID, "e-1")).get()
+    document = entry(unique, "e-1").get()
     assert document.get("state") == "uncertain"
     assert document.get("expire_at").timestamp() == pytest.approx(NOW / 1e6 + 8 * 86_400)
 
 
 def test_an_entry_in_an_unknown_state_is_not_taken_for_delivered(
-    ledger: tuple[FirestoreForwardLedger, RpcCounter],
+    ledger: tuple[FirestoreForwardLedger, RpcCounter], unique: str
 ) -> None:
     """A ``sending`` claim left by the protocol before this one does not block the event."""
     store, _ = ledger
-    key = ledger_key(MEASUREMENT_ID, "e-old")
-    store._document(key).set({"state": "sending", "event_id": "e-old"})
+    entry(unique, "e-old").set({"state": "sending", "event_id": "e-old"})
     assert store.delivered(MEASUREMENT_ID, "e-old") is None
 
 
 def test_the_cache_is_bounded(clean_firestore: str, unique: str) -> None:
     store = FirestoreForwardLedger(
-        firestore.Client(project=PROJECT), f"forwarded_{unique}", cache_size=3
+        firestore.Client(project=PROJECT), forwarded_in(unique), cache_size=3
     )
     for index in range(5):
         store.record(MEASUREMENT_ID, f"e-{index}", "sent", NOW)

@@ -2,10 +2,11 @@
 
 Cost per event in the common case is one RPC: the instance remembers the document and
 the ``update_time`` it last wrote for a client, and commits the next state with an
-``update_time`` precondition. The cache holds documents in their stored, compressed form
+``update_time`` precondition (reads and commits are raw protobuf RPCs:
+``documents.DocumentService``). The cache holds documents in their stored, compressed form
 (about 2.5 kB a client, against some 70 kB decoded), so a large cache fits a small
 instance; decoding one on a hit costs a fraction of a millisecond, far less than a read.
-A cache miss adds one ``get`` (two RPCs). When another instance or a concurrent delivery
+A cache miss adds one ``GetDocument`` (two RPCs). When another instance or a concurrent delivery
 wrote first, the precondition fails, the cache entry is dropped and the caller decides
 again on fresh state (``ConcurrentUpdate``). So concurrent deliveries for one client can
 never open two sessions or lose an update, without the three RPCs (begin, read, commit)
@@ -30,8 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.firestore.codec import decode, encode
+from shared.adapters.firestore.documents import DocumentService, field_values, version_order
 from shared.adapters.firestore.errors import translated
-from shared.adapters.firestore.writes import create_write, is_flat, update_write
+from shared.adapters.firestore.writes import create_write, merge_write, update_write
 from shared.domain.state import ClientState
 from shared.errors import ConcurrentUpdate
 from shared.ports import Snapshot, UserLink
@@ -65,9 +67,9 @@ class FirestoreStateStore:
         user_secret: str | None = None,
         cache_size: int = 10_000,
     ) -> None:
-        self._client = client
-        self._clients = client.collection(clients_collection)
-        self._users = client.collection(users_collection)
+        self._documents = DocumentService(client)
+        self._clients = clients_collection
+        self._users = users_collection
         self._user_secret = user_secret
         self._cache: OrderedDict[str, tuple[dict[str, Any], Any]] = OrderedDict()
         self._cache_size = cache_size
@@ -81,11 +83,12 @@ class FirestoreStateStore:
         if cached is not None:
             document, version = cached
             return Snapshot(state=decode(document), version=version)
+        path = self._documents.path(self._clients, client_document_id(client_id))
         with translated("load client"):
-            document = self._clients.document(client_document_id(client_id)).get()
-        if not document.exists:
+            stored = self._documents.get(path)
+        if stored is None:
             return Snapshot(state=None, version=None)
-        return Snapshot(state=decode(document.to_dict()), version=document.update_time)
+        return Snapshot(state=decode(field_values(stored)), version=stored.update_time)
 
     def save(
         self,
@@ -95,14 +98,16 @@ class FirestoreStateStore:
         expires: datetime,
         aliases: Sequence[tuple[Snapshot, ClientState]] = (),
     ) -> None:
-        batch = self._client.batch()
         written = [(snapshot, state), *aliases]
-        documents = [self._write(batch, old, new, expires) for old, new in written]
-        for link in links:
-            self._add_link(batch, link, expires)
+        documents = [encode(new) for _, new in written]
+        writes = [
+            self._write(old, new, document, expires)
+            for (old, new), document in zip(written, documents, strict=True)
+        ]
+        writes.extend(self._link_write(link, expires) for link in links)
         try:
             with translated("save client"):
-                results = batch.commit()
+                results = self._documents.commit(writes)
         except ConcurrentUpdate:
             for _, new in written:
                 self._forget(new.client_id)
@@ -111,39 +116,27 @@ class FirestoreStateStore:
             self._remember(new.client_id, document, result.update_time)
 
     def _write(
-        self, batch: Any, snapshot: Snapshot, state: ClientState, expires: datetime
-    ) -> dict[str, Any]:
-        reference = self._clients.document(client_document_id(state.client_id))
-        document = encode(state)
+        self, snapshot: Snapshot, state: ClientState, document: dict[str, Any], expires: datetime
+    ) -> Any:
+        path = self._documents.path(self._clients, client_document_id(state.client_id))
         data = {**document, "expire_at": expires}
-        if is_flat(data) and hasattr(batch, "_add_write_pbs"):
-            path = reference._document_path
-            if snapshot.version is None:
-                write = create_write(path, data)
-            else:
-                write = update_write(path, data, snapshot.version)
-            batch._document_references[path] = reference
-            batch._add_write_pbs([write])
-        elif snapshot.version is None:
-            batch.create(reference, data)
-        else:
-            option = self._client.write_option(last_update_time=snapshot.version)
-            batch.update(reference, data, option=option)
-        return document
+        if snapshot.version is None:
+            return create_write(path, data)
+        return update_write(path, data, snapshot.version)
 
-    def _add_link(self, batch: Any, link: UserLink, expires: datetime) -> None:
+    def _link_write(self, link: UserLink, expires: datetime) -> Any:
+        """The user's document gains the client id (``ArrayUnion``), created if missing."""
         from google.cloud import firestore
 
-        reference = self._users.document(user_key(link.user_id, self._user_secret))
+        path = self._documents.path(self._users, user_key(link.user_id, self._user_secret))
         linked_at = datetime.fromtimestamp(link.linked_at_micros / 1_000_000, tz=UTC)
-        batch.set(
-            reference,
+        return merge_write(
+            path,
             {
                 "client_ids": firestore.ArrayUnion([link.client_id]),
                 "last_linked_at": linked_at,
                 "expire_at": expires,
             },
-            merge=True,
         )
 
     def _forget(self, client_id: str) -> None:
@@ -155,7 +148,11 @@ class FirestoreStateStore:
         (two commits finishing in the other order must not bring back the older one)."""
         with self._cache_lock:
             cached = self._cache.get(client_id)
-            if cached is not None and cached[1] is not None and version < cached[1]:
+            if (
+                cached is not None
+                and cached[1] is not None
+                and version_order(version) < version_order(cached[1])
+            ):
                 return
             self._cache[client_id] = (document, version)
             self._cache.move_to_end(client_id)

@@ -1,13 +1,14 @@
-"""The client document's writes built as protobufs directly, for the resolver's one commit.
+"""The ``Write`` protobufs the functions commit (``documents.DocumentService.commit``).
 
 ``WriteBatch.create`` / ``update`` walk the data to find field paths, sentinels and
 transforms, then build proto-plus messages that the commit converts back to protobufs:
 about a fifth of the resolve function's CPU per event (``benchmarks/profile_functions.py``)
-for a document of seven flat fields. These builders produce the same ``Write`` the library
-would (``tests/unit/test_firestore_writes.py`` compares them field by field) from a flat
-map of the value types the state store writes: ``None``, ``bool``, ``int``, ``float``,
-``str``, ``bytes`` and timezone-aware ``datetime``. Anything else (maps, arrays,
-sentinels such as ``ArrayUnion``) goes through the library, as the identity links do.
+for a document of seven flat fields. For a flat map of the value types the state store
+and the ledger write (``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` and
+timezone-aware ``datetime``), these builders produce the same ``Write`` directly;
+anything else (maps, arrays, sentinels such as ``ArrayUnion``) is built by the library's
+own helpers, as the identity links are. Either way the result is the library's ``Write``
+(``tests/unit/test_firestore_writes.py`` compares them field by field).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from google.cloud.firestore_v1.types import common, document, write
 from google.protobuf import timestamp_pb2
 
-__all__ = ["FLAT_TYPES", "create_write", "is_flat", "update_write"]
+__all__ = ["FLAT_TYPES", "create_write", "is_flat", "merge_write", "update_write"]
 
 _FIELDS: dict[type, str] = {
     bool: "boolean_value",
@@ -68,19 +69,50 @@ def _document(path: str, data: Mapping[str, Any]) -> Any:
     return _DOCUMENT(name=path, fields={key: _value(value) for key, value in data.items()})
 
 
+def _library_write(writes: Any) -> Any:
+    (only,) = writes
+    return write.Write.pb(only)
+
+
 def create_write(path: str, data: Mapping[str, Any]) -> Any:
     """``create``: the document, which must not exist yet."""
+    if not is_flat(data):
+        from google.cloud.firestore_v1 import _helpers
+
+        return _library_write(_helpers.pbs_for_create(path, data))
     return _WRITE(update=_document(path, data), current_document=_PRECONDITION(exists=False))
 
 
 def update_write(path: str, data: Mapping[str, Any], last_update_time: Any) -> Any:
     """``update`` of the named fields, if the document was last written at
-    ``last_update_time`` (a ``datetime``, or the timestamp a commit returned)."""
-    stamp = last_update_time
-    if isinstance(stamp, datetime):
-        stamp = _timestamp(stamp)
+    ``last_update_time`` (a ``datetime``, or the timestamp a commit or read returned, kept
+    to the nanosecond)."""
+    precondition = _PRECONDITION(update_time=_version_stamp(last_update_time))
+    if not is_flat(data):
+        from google.cloud.firestore_v1 import _helpers
+
+        built = _library_write(_helpers.pbs_for_update(path, data, None))
+        built.current_document.CopyFrom(precondition)
+        return built
     return _WRITE(
         update=_document(path, data),
         update_mask=_MASK(field_paths=sorted(data)),
-        current_document=_PRECONDITION(update_time=stamp),
+        current_document=precondition,
     )
+
+
+def merge_write(path: str, data: Mapping[str, Any]) -> Any:
+    """``set(..., merge=True)``: the named fields (and transforms such as ``ArrayUnion``)
+    written into the document, which is created if missing."""
+    from google.cloud.firestore_v1 import _helpers
+
+    return _library_write(_helpers.pbs_for_set_with_merge(path, data, merge=True))
+
+
+def _version_stamp(version: Any) -> timestamp_pb2.Timestamp:
+    if hasattr(version, "timestamp_pb"):
+        stamp: timestamp_pb2.Timestamp = version.timestamp_pb()
+        return stamp
+    if isinstance(version, datetime):
+        return _timestamp(version)
+    return version

@@ -1,0 +1,83 @@
+"""Unary gRPC calls with raw protobuf messages, on a Google client library's own channel.
+
+Why: a client library's generated (GAPIC) method wraps every call in api_core's retry
+and timeout decorators, builds its routing header, converts proto-plus messages to
+protobufs and back and, for Firestore, passes a logging interceptor. Measured on the
+emulators in one process (300-call rounds, medians of five), CPU per call through the
+generated method against this one: Firestore ``Commit`` 0.78 against 0.44 ms,
+``GetDocument`` 0.47 against 0.27 ms, Pub/Sub ``Publish`` 0.60 against 0.31 ms. Each
+function makes two such calls per event. The library client still builds the channel
+(credentials, endpoint, the emulator's insecure channel) and names the metadata its
+service expects; only the call itself is made here.
+
+Invariants:
+- A failed call raises the ``google.api_core.exceptions`` error the generated method
+  would raise for the same status (``exceptions.from_grpc_error``), so every caller's
+  error map reads the same errors.
+- A call lasts about ``timeout`` seconds at most, retries included: it is retried on the
+  errors its ``retry`` names, with that policy's backoff, and each attempt is given what
+  is left of the ``timeout`` as its gRPC deadline.
+- Requests and responses are the services' own protobuf classes (``Message.pb()`` of the
+  library's types): what goes over the wire is byte for byte what the library sends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from google.api_core import exceptions
+
+__all__ = ["UnaryCall", "routing_metadata"]
+
+Metadata = Sequence[tuple[str, str]]
+
+
+def routing_metadata(field: str, value: str) -> tuple[str, str]:
+    """The ``x-goog-request-params`` header the generated method would add for
+    ``field`` (the service routes the request by it)."""
+    from google.api_core.gapic_v1 import routing_header
+
+    return routing_header.to_grpc_metadata(((field, value),))  # type: ignore[no-untyped-call,no-any-return]
+
+
+class UnaryCall:
+    """One unary method of a gRPC service: ``call(request, metadata)`` -> response.
+
+    ``channel`` is the client library's transport channel (its ``grpc_channel``);
+    ``metadata`` is sent with every call, before the call's own.
+    """
+
+    def __init__(
+        self,
+        channel: Any,
+        method: str,
+        request_type: type[Any],
+        response_type: type[Any],
+        *,
+        timeout: float,
+        retry: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+        metadata: Metadata = (),
+    ) -> None:
+        self._stub = channel.unary_unary(
+            method,
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        self._timeout = timeout
+        self._metadata = tuple(metadata)
+        self._call = retry(self._attempt) if retry is not None else self._attempt
+
+    def __call__(self, request: Any, metadata: Metadata = ()) -> Any:
+        deadline = time.monotonic() + self._timeout
+        return self._call(request, (*self._metadata, *metadata), deadline)
+
+    def _attempt(self, request: Any, metadata: Metadata, deadline: float) -> Any:
+        try:
+            return self._stub(
+                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
+            )
+        except grpc.RpcError as error:
+            raise exceptions.from_grpc_error(error) from error  # type: ignore[no-untyped-call]
