@@ -1,0 +1,123 @@
+"""Raw unary calls: the library's errors, its retry policy, one deadline for all attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.api_core import exceptions, retry
+
+from shared.adapters.rpc import UnaryCall, routing_metadata
+
+
+class Status(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    """A failed call as gRPC raises it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+    def initial_metadata(self) -> tuple[()]:
+        return ()
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> None:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return False
+
+
+class Channel:
+    """A channel whose one method answers from a script: errors are raised, the rest
+    returned. Records each call's timeout and metadata."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.calls: list[dict[str, Any]] = []
+        self.method = ""
+
+    def unary_unary(self, method: str, **serializers: Any) -> Callable[..., Any]:
+        self.method = method
+        assert set(serializers) == {"request_serializer", "response_deserializer"}
+
+        def call(request: Any, *, timeout: float, metadata: Any) -> Any:
+            self.calls.append({"request": request, "timeout": timeout, "metadata": metadata})
+            answer = self.answers.pop(0)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        return call
+
+
+class Message:
+    SerializeToString = staticmethod(lambda message: b"")
+    FromString = staticmethod(lambda data: None)
+
+
+def unary(channel: Channel, **options: Any) -> UnaryCall:
+    return UnaryCall(channel, "/pkg.Service/Method", Message, Message, **options)
+
+
+def test_a_failure_raises_the_api_core_error_of_its_status() -> None:
+    call = unary(Channel(Status(grpc.StatusCode.FAILED_PRECONDITION, "stale")), timeout=5.0)
+    with pytest.raises(exceptions.FailedPrecondition, match="stale"):
+        call("request")
+
+
+def test_retryable_errors_are_retried_and_others_are_not() -> None:
+    policy = retry.Retry(
+        initial=0.0,
+        maximum=0.0,
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
+        timeout=5.0,
+    )
+    channel = Channel(Status(grpc.StatusCode.UNAVAILABLE, "down"), "answer")
+    assert unary(channel, timeout=5.0, retry=policy)("request") == "answer"
+    assert len(channel.calls) == 2
+
+    refused = Channel(Status(grpc.StatusCode.INVALID_ARGUMENT, "bad"), "never")
+    with pytest.raises(exceptions.InvalidArgument):
+        unary(refused, timeout=5.0, retry=policy)("request")
+    assert len(refused.calls) == 1
+
+
+def test_every_attempt_gets_what_is_left_of_one_deadline() -> None:
+    policy = retry.Retry(
+        initial=0.05,
+        maximum=0.05,
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
+        timeout=5.0,
+    )
+    channel = Channel(Status(grpc.StatusCode.UNAVAILABLE, "down"), "answer")
+    unary(channel, timeout=2.0, retry=policy)("request")
+    first, second = (call["timeout"] for call in channel.calls)
+    assert first <= 2.0
+    assert second < first - 0.01
+
+
+def test_the_calls_metadata_follows_the_methods() -> None:
+    channel = Channel("answer")
+    call = unary(channel, timeout=5.0, metadata=[("google-cloud-resource-prefix", "db")])
+    call("request", (routing_metadata("name", "projects/p/databases/(default)/documents/a/b"),))
+    assert channel.method == "/pkg.Service/Method"
+    assert channel.calls[0]["metadata"] == (
+        ("google-cloud-resource-prefix", "db"),
+        ("x-goog-request-params", "name=projects/p/databases/%28default%29/documents/a/b"),
+    )
