@@ -11,9 +11,9 @@ Invariants:
   local endpoint (``localhost``, ``127.0.0.1``, ``::1`` or plain ``http://``), like the
   emulators.
 - The client's own retry is off (``retry=None``); the project's one policy
-  (``shared.retry.transient_retry``) retries with the Measurement Protocol adapter's
-  backoff (full jitter, ceilings 1, 2, 4, 8 s) within the GA4 retry budget, and honours
-  the API's ``RetryInfo`` delay while it fits the budget.
+  (``shared.retry.RetryPolicy``, configured once per client) retries with the
+  Measurement Protocol adapter's backoff (full jitter, ceilings 1, 2, 4, 8 s) within the
+  GA4 retry budget, and honours the API's ``RetryInfo`` delay while it fits the budget.
 - Retried (the API did not take the request): ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED`` /
   429, ``INTERNAL`` and other 5xx, ``ABORTED``, ``UNAUTHENTICATED`` (an expired token is
   refreshed by the next attempt), and no connection at all. After the attempts a
@@ -67,7 +67,7 @@ from shared.domain.datamanager import dead_letter_reason
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.ports import Ga4OutcomeUnknown
-from shared.retry import retry_log, transient_retry
+from shared.retry import RetryPolicy
 
 __all__ = [
     "DATA_MANAGER_SCOPE",
@@ -242,16 +242,17 @@ class DataManagerClient:
         self._window = max(batch_window_seconds, 0.0)
         self._ids_limit = None if is_local_endpoint(endpoint) else MAX_EVENT_IDS_HEADER
         self._client = client if client is not None else _official_client(endpoint, transport)
-        self._retry_options: dict[str, Any] = {
-            "attempts": attempts,
-            "logger": log,
-            "initial_wait": initial_wait,
-            "max_wait": max_wait,
-            "retry_on": DataManagerUnavailable,
-            "requested_wait": _requested_wait,
-            "sleep": sleep,
-            "uniform": jitter,
-        }
+        self._retry = RetryPolicy(
+            attempts=attempts,
+            budget_seconds=budget_seconds,
+            logger=log,
+            initial_wait=initial_wait,
+            max_wait=max_wait,
+            retry_on=DataManagerUnavailable,
+            requested_wait=_requested_wait,
+            sleep=sleep,
+            uniform=jitter,
+        )
         self._batcher = (
             Batcher(
                 self._deliver,
@@ -295,10 +296,13 @@ class DataManagerClient:
     ) -> None:
         """One request with the retry policy, within ``budget_seconds``."""
         message = _request_message(request)
-        retrying = transient_retry(budget_seconds=budget_seconds, **self._retry_options).copy(
-            before_sleep=retry_log(log, {**log_fields, "destination": "data_manager"})
+        self._retry.run(
+            self._ingest,
+            message,
+            self._metadata(event_ids),
+            budget_seconds=budget_seconds,
+            log_fields=lambda: {**log_fields, "destination": "data_manager"},
         )
-        retrying(self._ingest, message, self._metadata(event_ids))
 
     def _metadata(self, event_ids: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
         if not any(event_ids):

@@ -7,11 +7,19 @@ function's CPU (about 0.8 ms of 4.8 ms per event). Measured in one process again
 local endpoint (2,000 sends after a warm-up, the whole ``send`` with its retry wrapper):
 0.35 ms of CPU per send through urllib3 against 0.62 ms through ``requests``.
 
+Per send the client does only what changes per request: the query string of each
+measurement id and path is encoded once and kept (secrets do not change for the client's
+life), the constant headers are built once, the endpoint's connection pool is looked up
+once, and the retry policy builds no tenacity object unless a retry happens
+(``shared.retry.RetryPolicy``). Measured in one run against a local server in another
+process (3,000 sends after a warm-up, each way): 0.29 ms of CPU per send against 0.40 ms
+with the URL, the query and a ``tenacity.Retrying`` built per send.
+
 Invariants:
 - One ``urllib3.PoolManager`` per instance (connection reuse; up to 16 connections per
   host, never blocking for one), explicit connect and read timeouts on every request
   (``urllib3.Timeout``), no retries and no redirects inside urllib3: the one retry policy
-  (``shared.retry.transient_retry``) decides, with full-jitter backoff in seconds
+  (``shared.retry.RetryPolicy``) decides, with full-jitter backoff in seconds
   (``RETRY_INITIAL_WAIT`` doubling up to ``RETRY_MAX_WAIT``) or the server's
   ``Retry-After``, within the attempts and the time budget; then ``Ga4UnavailableError``
   (a ``TransientError``) is raised so Pub/Sub redelivers with its own backoff.
@@ -56,6 +64,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlencode
 
@@ -69,7 +78,7 @@ from urllib3.util.ssl_ import create_urllib3_context
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.logs import get_logger
 from shared.ports import Ga4OutcomeUnknown
-from shared.retry import retry_log, transient_retry
+from shared.retry import RetryPolicy
 
 __all__ = [
     "EVENT_IDS_HEADER",
@@ -101,8 +110,16 @@ RETRY_MAX_WAIT = 8.0
 POOL_MAXSIZE = 16
 """Connections kept per host: the forward function's concurrency per instance, so
 concurrent sends each reuse a connection instead of opening and dropping one."""
+MAX_CACHED_TARGETS = 256
+"""Request targets kept per client: one per measurement id and path, and the measurement
+ids are the configured streams; an unexpected flood of ids is encoded per request instead
+of growing the cache."""
 _URL_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
 """urllib3's loggers that print request URLs (so the query string's API secret) at DEBUG."""
+
+_JSON_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": "application/json"})
+"""The headers of a request without an event id; never changed by urllib3, which copies
+headers before adding its own."""
 
 _BEFORE_SENDING: tuple[type[BaseException], ...] = (
     urllib3.exceptions.NewConnectionError,  # refused, unreachable, name resolution
@@ -251,6 +268,15 @@ def _requested_wait(error: BaseException) -> float | None:
     return error.retry_after if isinstance(error, Ga4UnavailableError) else None
 
 
+def _routes_itself(pool: urllib3.PoolManager) -> bool:
+    """True when the manager's ``urlopen`` only picks the pool for the URL's host and sends
+    the path and query to it (a plain ``PoolManager``), so the client may address the
+    endpoint's connection pool directly. A ``ProxyManager`` (an absolute URL and proxy
+    headers for plain http) or a subclass with its own ``urlopen`` is given every request
+    with its absolute URL instead."""
+    return type(pool).urlopen is urllib3.PoolManager.urlopen
+
+
 class Ga4Client:
     """``Ga4Sender`` over HTTP; ``sleep``, ``jitter`` and ``pool`` are injectable for tests.
 
@@ -258,6 +284,11 @@ class Ga4Client:
     replaces the pool manager built from the environment and is used as given (no proxy,
     CA bundle or pool size is added to it); tests pass a ``urllib3.PoolManager`` that
     raises faults where urllib3 itself would raise them.
+
+    Invariants: a request sent straight to the endpoint's connection pool carries exactly
+    what ``PoolManager.urlopen`` would have sent (method, path and query, body, headers,
+    timeout, no retries, no redirect, the body read before returning); the pool is looked
+    up on the first send and again after ``close``, as the manager would create it.
     """
 
     def __init__(
@@ -283,7 +314,7 @@ class Ga4Client:
         )
         self._longest_attempt = min(timeout_seconds, MAX_CONNECT_TIMEOUT) + timeout_seconds
         self._budget = budget_seconds
-        self._retrying = transient_retry(
+        self._retry = RetryPolicy(
             attempts=attempts,
             budget_seconds=budget_seconds,
             logger=log,
@@ -295,6 +326,9 @@ class Ga4Client:
             uniform=jitter,
         )
         self._pool = pool if pool is not None else _pool_for(self._endpoint)
+        self._direct = _routes_itself(self._pool)
+        self._endpoint_pool: urllib3.HTTPConnectionPool | None = None
+        self._targets: dict[tuple[str, str], str] = {}
         for name in _URL_LOGGERS:
             url_log = logging.getLogger(name)
             url_log.setLevel(max(url_log.getEffectiveLevel(), logging.INFO))
@@ -309,11 +343,17 @@ class Ga4Client:
 
     def send(self, measurement_id: str, body: bytes, event_id: str | None = None) -> None:
         """One event to ``/mp/collect``; ``Ga4OutcomeUnknown`` if it may have been taken."""
-        retrying = self._retrying.copy(before_sleep=retry_log(log, {"event_id": event_id}))
-        retrying(self._post, COLLECT_PATH, measurement_id, body, event_id)
+        self._retry.run(
+            self._post,
+            COLLECT_PATH,
+            measurement_id,
+            body,
+            event_id,
+            log_fields={"event_id": event_id},
+        )
 
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
-        response = self._retrying.copy()(self._post, DEBUG_PATH, measurement_id, body)
+        response = self._retry.run(self._post, DEBUG_PATH, measurement_id, body, None)
         try:
             messages = response.json().get("validationMessages", [])
         except (ValueError, AttributeError):
@@ -322,6 +362,7 @@ class Ga4Client:
 
     def close(self) -> None:
         """Closes every pooled connection."""
+        self._endpoint_pool = None
         self._pool.clear()
 
     def _secret(self, measurement_id: str) -> str:
@@ -337,21 +378,29 @@ class Ga4Client:
                     text = text.replace(form, "***")
         return text
 
-    def _post(
-        self, path: str, measurement_id: str, body: bytes, event_id: str | None = None
+    def _target(self, path: str, measurement_id: str) -> str:
+        """The request target: path and query for the endpoint's pool, the absolute URL
+        for a manager that routes it (``_routes_itself``); encoded once per pair."""
+        key = (path, measurement_id)
+        target = self._targets.get(key)
+        if target is None:
+            query = urlencode(
+                {"measurement_id": measurement_id, "api_secret": self._secret(measurement_id)}
+            )
+            target = f"{path}?{query}" if self._direct else f"{self._endpoint}{path}?{query}"
+            if len(self._targets) < MAX_CACHED_TARGETS:
+                self._targets[key] = target
+        return target
+
+    def _open(
+        self, target: str, body: bytes, headers: Mapping[str, str]
     ) -> urllib3.BaseHTTPResponse:
-        """One attempt, its outcome translated into our error tree. The answer's body is
-        read before returning (``preload_content``), so the connection is back in the pool."""
-        headers = {"Content-Type": "application/json"}
-        if event_id:
-            headers[EVENT_ID_HEADER] = quote(event_id, safe="")
-        query = urlencode(
-            {"measurement_id": measurement_id, "api_secret": self._secret(measurement_id)}
-        )
-        try:
-            response = self._pool.request(
+        """One request through the endpoint's pool, or through the manager given the
+        absolute URL; both with urllib3's retries and redirects off."""
+        if not self._direct:
+            return self._pool.urlopen(
                 "POST",
-                f"{self._endpoint}{path}?{query}",
+                target,
                 body=body,
                 headers=headers,
                 timeout=self._timeout,
@@ -359,6 +408,34 @@ class Ga4Client:
                 redirect=False,
                 preload_content=True,
             )
+        pool = self._endpoint_pool
+        if pool is None:
+            pool = self._endpoint_pool = self._pool.connection_from_url(self._endpoint)
+        return pool.urlopen(
+            "POST",
+            target,
+            body=body,
+            headers=headers,
+            timeout=self._timeout,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=True,
+        )
+
+    def _post(
+        self, path: str, measurement_id: str, body: bytes, event_id: str | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        """One attempt, its outcome translated into our error tree. The answer's body is
+        read before returning (``preload_content``), so the connection is back in the pool."""
+        headers = (
+            {**_JSON_HEADERS, EVENT_ID_HEADER: quote(event_id, safe="")}
+            if event_id
+            else _JSON_HEADERS
+        )
+        target = self._target(path, measurement_id)
+        try:
+            response = self._open(target, body, headers)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             detail = self._redact(f"{type(exc).__name__}: {exc}")
             if path == COLLECT_PATH and not _never_sent(exc):

@@ -64,7 +64,7 @@ from shared.errors import (
 )
 from shared.logs import get_logger
 from shared.ports import ForwardLedger, Ga4OutcomeUnknown, Ga4Sender, Publisher
-from shared.retry import transient_retry
+from shared.retry import RetryPolicy
 
 __all__ = [
     "ASSUME_SENT",
@@ -140,7 +140,7 @@ class ForwardRuntime:
         self._dead_letter_topic = dead_letter_topic
         self._validate_first = validate_first
         self._clock = clock
-        self._sleep = sleep
+        self._ledger_retry = RetryPolicy(attempts=3, budget_seconds=5.0, logger=log, sleep=sleep)
         self._destinations = destinations or DestinationPlan()
 
     def handle(self, data: Any, event_id: str | None = None) -> ForwardOutcome:
@@ -235,7 +235,6 @@ class ForwardRuntime:
     def _record(self, state: str, request: MeasurementRequest) -> None:
         """Create the ledger entry (``sent`` or ``uncertain``) with a few short retries; a
         ``TransientError`` is logged, never raised, because the caller acknowledges."""
-        retrying = transient_retry(attempts=3, budget_seconds=5.0, logger=log, sleep=self._sleep)
         attempts = 0
 
         def create() -> bool:
@@ -246,7 +245,7 @@ class ForwardRuntime:
             )
 
         try:
-            created = retrying(create)
+            created = self._ledger_retry.run(create)
         except TransientError as error:
             self._log(
                 "ledger_mark_failed",

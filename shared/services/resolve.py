@@ -39,7 +39,7 @@ from shared.domain.urls import remove_query_parameters
 from shared.errors import InvalidEvent, PermanentError
 from shared.logs import get_logger
 from shared.ports import ClientStateStore, LinkEvidenceStore, Publisher, Snapshot, UserLink
-from shared.retry import transient_retry
+from shared.retry import RetryPolicy
 from shared.services.linking import CrossDomainLinker
 
 __all__ = ["Outcome", "ResolveConfig", "ResolveRuntime"]
@@ -91,7 +91,7 @@ class ResolveRuntime:
         self._store = store
         self._publisher = publisher
         self._clock = clock
-        self._sleep = sleep
+        self._retry = RetryPolicy(attempts=6, budget_seconds=30.0, logger=log, sleep=sleep)
         self._linker = CrossDomainLinker(config.links, link_evidence) if link_evidence else None
 
     def handle(self, data: Any, event_id: str | None = None) -> Outcome:
@@ -184,17 +184,7 @@ class ResolveRuntime:
         )
 
     def _resolve_and_save(self, event: RawEvent) -> Resolution:
-        retrying = transient_retry(
-            attempts=6,
-            budget_seconds=30.0,
-            logger=log,
-            sleep=self._sleep,
-            log_fields=_ids(event),
-        )
-        for attempt in retrying:
-            with attempt:
-                return self._resolve_once(event)
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        return self._retry.run(self._resolve_once, event, log_fields=lambda: _ids(event))
 
     def _resolve_once(self, event: RawEvent) -> Resolution:
         own = self._store.load(event.client_id)

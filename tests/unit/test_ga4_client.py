@@ -49,6 +49,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from ga4_stitch.emulators import free_port
 from ga4_stitch.ga4_endpoint import LocalGa4
+from shared.adapters import ga4_http
 from shared.adapters.ga4_http import (
     Ga4Client,
     Ga4OutcomeUnknown,
@@ -499,9 +500,9 @@ Answer = tuple[int, dict[str, str], bytes]
 
 class TinyServer:
     """A real HTTP (or, given a TLS context, HTTPS) server: each request it reads whole
-    is recorded (``target``: the request line's target; ``headers``, by lower-case name)
-    and answered by ``answer(target, headers, body)``. A refused TLS handshake records
-    nothing."""
+    is recorded (``target``: the request line's target; ``headers``, by lower-case name;
+    ``peer``: the client's address, one per connection) and answered by
+    ``answer(target, headers, body)``. A refused TLS handshake records nothing."""
 
     def __init__(
         self,
@@ -520,7 +521,7 @@ class TinyServer:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                seen.append({"target": self.path, "headers": headers})
+                seen.append({"target": self.path, "headers": headers, "peer": self.client_address})
                 status, extra, content = answer(self.path, headers, body)
                 self.send_response(status)
                 for name, value in extra.items():
@@ -684,6 +685,68 @@ def test_close_closes_the_pooled_connections(ga4: LocalGa4, sleeps: list[float])
     assert len(pool.pools) == 0
     client.send("G-TEST", VALID)
     assert len(ga4.accepted()) == 2
+
+
+def test_each_query_string_is_encoded_once_and_every_send_shares_one_connection(
+    sleeps: list[float], environment: pytest.MonkeyPatch
+) -> None:
+    """Repeated sends of a stream carry the same path and query (its own secret, the
+    default for others), encoded once per stream and path, over one kept connection."""
+    encoded: list[dict[str, str]] = []
+    real_urlencode = ga4_http.urlencode
+
+    def counting(query: dict[str, str]) -> str:
+        encoded.append(query)
+        return real_urlencode(query)
+
+    environment.setattr(ga4_http, "urlencode", counting)
+
+    def answer(target: str, headers: dict[str, str], body: bytes) -> Answer:
+        if target.startswith("/debug/"):
+            return 200, {"Content-Type": "application/json"}, b'{"validationMessages": []}'
+        return 204, {}, b""
+
+    with TinyServer(answer) as server:
+        client = Ga4Client(
+            endpoint=server.url,
+            api_secret="default-secret",
+            stream_secrets={"G-SHOP": "shop-secret"},
+            sleep=sleeps.append,
+        )
+        client.send("G-SHOP", VALID, event_id="e-1")
+        client.send("G-SHOP", VALID, event_id="e-2")
+        client.send("G-OTHER", VALID)
+        client.send("G-OTHER", VALID, event_id="e-3")
+        assert client.validate_remote("G-SHOP", VALID) == []
+        client.send("G-SHOP", VALID)
+    shop = "/mp/collect?measurement_id=G-SHOP&api_secret=shop-secret"
+    other = "/mp/collect?measurement_id=G-OTHER&api_secret=default-secret"
+    debug = "/debug/mp/collect?measurement_id=G-SHOP&api_secret=shop-secret"
+    assert [r["target"] for r in server.seen] == [shop, shop, other, other, debug, shop]
+    assert [r["headers"].get("x-ga4-stitch-event-id") for r in server.seen] == [
+        "e-1",
+        "e-2",
+        None,
+        "e-3",
+        None,
+        None,
+    ]
+    assert {r["headers"]["content-type"] for r in server.seen} == {"application/json"}
+    assert [query["measurement_id"] for query in encoded] == ["G-SHOP", "G-OTHER", "G-SHOP"]
+    assert len({r["peer"] for r in server.seen}) == 1
+    assert sleeps == []
+
+
+def test_after_close_the_next_send_opens_a_new_connection(sleeps: list[float]) -> None:
+    """The endpoint's pool is kept between sends, and dropped by ``close``."""
+    with TinyServer(accept) as server:
+        client = Ga4Client(endpoint=server.url, api_secret=SECRET, sleep=sleeps.append)
+        client.send("G-TEST", VALID)
+        client.send("G-TEST", VALID)
+        client.close()
+        client.send("G-TEST", VALID)
+    first, second, third = (r["peer"] for r in server.seen)
+    assert first == second != third
 
 
 def test_5xx_forever_raises_transient_after_the_attempt_budget(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -73,6 +74,18 @@ def test_a_concurrent_writer_makes_the_service_decide_again_on_fresh_state():
     assert service.handle(cloud_event(raw("e1"))).status == "resolved"
     assert store.saves == 1
     assert len(publisher.on(SETTINGS.topics.enriched)) == 1
+
+
+def test_a_retry_is_logged_once_naming_the_event_and_its_client(
+    caplog: pytest.LogCaptureFixture,
+):
+    """One conflict: one ``retrying`` line for attempt 1 with the event's ids."""
+    caplog.set_level(logging.WARNING, logger="ga4_stitch")
+    service, store, _ = runtime()
+    store.conflicts_to_raise = 1
+    assert service.handle(cloud_event(raw("e1"))).status == "resolved"
+    [line] = [r for r in caplog.records if getattr(r, "event", None) == "retrying"]
+    assert (line.attempt, line.event_id, line.client_id) == (1, "e1", "1.2")
 
 
 def test_endless_contention_is_raised_so_pub_sub_redelivers():
