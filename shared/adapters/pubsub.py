@@ -4,10 +4,13 @@ Invariant: ``publish_all`` returns only once every message is accepted by Pub/Su
 raises ``TransientError`` (so the delivery that caused it is retried; receivers
 deduplicate by ``event_id``). Messages keep their ordering keys.
 
-Each call publishes synchronously, one ``Publish`` RPC per topic in the order the messages
-came, as a raw protobuf call on the client's channel (``shared.adapters.rpc``: half the
-CPU of the generated method). The library's batching publisher is not used: a function
-publishes one or two messages per delivery and waits for them, so
+Each call publishes synchronously, per topic in the order the messages came, as a raw
+protobuf ``Publish`` on the client's channel (``shared.adapters.rpc``: half the CPU of the
+generated method). Deliveries served at the same time share a request: what is published
+to a topic while a request to it is in flight goes in the next one
+(``shared.adapters.grouping``; a quiet instance publishes at once, alone). The library's
+batching publisher is not used: a function publishes one or two messages per delivery
+and waits for them, so
 batching bought nothing and cost, per message, a batch, a future, an ordering sequencer
 and a commit thread started and woken after ``max_latency`` (about a sixth of the resolve
 function's CPU per event, measured by ``benchmarks/profile_functions.py``). Order per key
@@ -23,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared.adapters.grouping import CallGroup
 from shared.adapters.rpc import UnaryCall, routing_metadata
 from shared.domain.messages import OutgoingMessage
 from shared.errors import TransientError
@@ -32,6 +36,9 @@ from shared.ports import Publisher
 __all__ = ["LazyPublisher", "PubSubPublisher"]
 
 log = get_logger("pubsub")
+
+MAX_GROUPED_PUBLISHES = 100
+"""Deliveries' messages per ``Publish`` (the API takes 1,000 messages and 10 MB)."""
 
 
 class PubSubPublisher:
@@ -59,15 +66,38 @@ class PubSubPublisher:
         )
         self._request = pubsub.PublishRequest.pb()
         self._message = pubsub.PubsubMessage.pb()
-        self._topics: dict[str, tuple[str, tuple[str, str]]] = {}
+        self._topics: dict[str, tuple[str, CallGroup[list[Any], list[str]]]] = {}
+        self._topics_lock = threading.Lock()
 
-    def _topic(self, topic: str) -> tuple[str, tuple[str, str]]:
-        """The topic's resource name and the routing header of its publishes."""
+    def _topic(self, topic: str) -> tuple[str, CallGroup[list[Any], list[str]]]:
+        """The topic's resource name and the group its publishes go through."""
         found = self._topics.get(topic)
         if found is None:
-            path = f"projects/{self._project}/topics/{topic}"
-            found = self._topics[topic] = (path, routing_metadata("topic", path))
+            with self._topics_lock:
+                found = self._topics.get(topic)
+                if found is None:
+                    path = f"projects/{self._project}/topics/{topic}"
+                    group = CallGroup(self._sender(path), max_items=MAX_GROUPED_PUBLISHES)
+                    found = self._topics[topic] = (path, group)
         return found
+
+    def _sender(self, path: str) -> Callable[[list[list[Any]]], list[list[str]]]:
+        """One ``Publish`` of every caller's messages, in order; each caller's ids."""
+        routing = (routing_metadata("topic", path),)
+
+        def send(batches: list[list[Any]]) -> list[list[str]]:
+            messages = [message for batch in batches for message in batch]
+            response = self._publish(self._request(topic=path, messages=messages), routing)
+            ids = list(response.message_ids)
+            if len(ids) != len(messages):
+                raise RuntimeError(f"{len(ids)} message ids for {len(messages)} messages")
+            answers, start = [], 0
+            for batch in batches:
+                answers.append(ids[start : start + len(batch)])
+                start += len(batch)
+            return answers
+
+        return send
 
     def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
         from google.api_core import exceptions as gexc
@@ -82,9 +112,9 @@ class PubSubPublisher:
                 )
             )
         for topic, batch in by_topic.items():
-            path, routing = self._topic(topic)
+            path, group = self._topic(topic)
             try:
-                self._publish(self._request(topic=path, messages=batch), (routing,))
+                group(batch)
             except (gexc.GoogleAPIError, TimeoutError, RuntimeError) as exc:
                 log.warning(
                     "publish failed",

@@ -45,7 +45,7 @@ def test_the_ledgers_read_of_a_missing_entry_is_billed_as_one_read(counted):
     ledger = FirestoreForwardLedger(client, "smoke_ledger")
     assert ledger.delivered("G-TEST", "e-1") is None
     assert ledger.record("G-TEST", "e-1", "sent", 1_000_000) is True
-    assert counter.calls() == {"GetDocument": 1, "Commit": 1}
+    assert counter.calls() == {"GetDocument": 1, "BatchWrite": 1}
     assert counter.documents() == {"read": 1, "write": 1}
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +316,7 @@ def test_the_common_case_costs_one_read_and_one_write(
     store, counter = ledger
     assert store.delivered(MEASUREMENT_ID, "e-1") is None
     assert store.record(MEASUREMENT_ID, "e-1", "sent", NOW) is True
-    assert counter.calls() == Counter({"GetDocument": 1, "Commit": 1})
+    assert counter.calls() == Counter({"GetDocument": 1, "BatchWrite": 1})
     assert counter.documents() == Counter({"read": 1, "write": 1})
     document = entry(unique, "e-1").get()
     assert document.get("state") == "sent"
@@ -385,3 +387,30 @@ def test_only_sent_or_uncertain_is_recorded(
     store, _ = ledger
     with pytest.raises(ValueError, match="sent or uncertain"):
         store.record(MEASUREMENT_ID, "e-1", "sending", NOW)
+
+
+def test_concurrent_records_share_requests_and_keep_their_own_outcomes(
+    clean_firestore: str, unique: str
+) -> None:
+    """Deliveries recording at the same time go out in shared ``BatchWrite`` requests;
+    each gets its own answer (a copy of an event already recorded is refused alone), and
+    every entry is billed as one write."""
+    FirestoreForwardLedger(firestore.Client(project=PROJECT), forwarded_in(unique)).record(
+        MEASUREMENT_ID, "e-dup", "sent", NOW
+    )
+    counter = RpcCounter()
+    store = FirestoreForwardLedger(counting_client(PROJECT, counter), forwarded_in(unique))
+    events = [f"e-{n}" for n in range(30)] + ["e-dup", "e-dup"]
+    start = threading.Barrier(len(events))
+
+    def record(event_id: str) -> bool:
+        start.wait()
+        return store.record(MEASUREMENT_ID, event_id, "sent", NOW)
+
+    with ThreadPoolExecutor(len(events)) as pool:
+        created = list(pool.map(record, events))
+    assert created == [True] * 30 + [False, False]
+    assert counter.calls()["BatchWrite"] < len(events)
+    assert counter.documents() == Counter({"write": len(events)})
+    stored = firestore.Client(project=PROJECT).collection(forwarded_in(unique)).stream()
+    assert len(list(stored)) == 31

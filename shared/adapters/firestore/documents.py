@@ -1,19 +1,22 @@
-"""The two Firestore calls on the functions' hot paths, as raw protobuf RPCs.
+"""The Firestore calls on the functions' hot paths, as raw protobuf RPCs.
 
-``DocumentService`` reads one document (``GetDocument``) and commits writes (``Commit``)
-on the ``google.cloud.firestore.Client``'s own channel and metadata, through
-``shared.adapters.rpc.UnaryCall`` (why, with the measured CPU: that module's docstring).
-Everything else (queries, transactions, identity links' readers, admin) keeps the
-library's API.
+``DocumentService`` reads one document (``GetDocument``), writes one (``write``: grouped
+with the instance's concurrent writes into one ``BatchWrite``, ``shared.adapters.grouping``)
+and commits several atomically (``Commit``), on the ``google.cloud.firestore.Client``'s
+own channel and metadata, through ``shared.adapters.rpc.UnaryCall`` (why, with the
+measured CPU: that module's docstring). Everything else (queries, transactions, identity
+links' readers, admin) keeps the library's API.
 
 Invariants:
-- The same RPCs as the library's ``DocumentReference.get`` / ``WriteBatch.commit`` would
-  bill: one read per ``get`` (found or missing), one write per ``Write`` committed.
-- Retries are the library's defaults for these two methods (``get``: unavailable,
-  resource exhausted, internal and deadline errors; ``commit``: unavailable and resource
-  exhausted only, since a commit that may have applied is not blindly repeated), within
-  60 seconds; errors are api_core's, as the generated methods raise them, so
-  ``errors.translated`` maps them.
+- What is billed is what the library's ``DocumentReference.get`` / ``WriteBatch.commit``
+  would bill: one read per ``get`` (found or missing), one write per ``Write``.
+- A ``write`` is applied on its own, with its own precondition and its own outcome, as a
+  one-write ``Commit`` would be: ``BatchWrite`` applies each write independently and
+  answers a status per write. Writes to one document are never grouped together.
+- Retries are the library's defaults for these methods (``get``: unavailable, resource
+  exhausted, internal and deadline errors; ``commit``: unavailable and resource exhausted
+  only; ``BatchWrite``: those and aborted), within 60 seconds; errors are api_core's, as
+  the generated methods raise them, so ``errors.translated`` maps them.
 - Versions are the ``update_time`` protobuf timestamps the service returns.
 """
 
@@ -22,11 +25,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
+from google.api_core import exceptions
+
+from shared.adapters.grouping import CallGroup
 from shared.adapters.rpc import UnaryCall, routing_metadata
 
 __all__ = ["DocumentService", "field_values", "version_order"]
 
 DEADLINE_SECONDS = 60.0
+MAX_GROUPED_WRITES = 100
+"""Writes per ``BatchWrite`` (the API takes 500): about 300 kB of client documents."""
 
 
 def _retry(*retryable: type[Exception]) -> Any:
@@ -45,7 +54,6 @@ class DocumentService:
     """Reads and commits of one client's database; thread-safe (gRPC stubs are)."""
 
     def __init__(self, client: Any) -> None:
-        from google.api_core import exceptions as gexc
         from google.cloud.firestore_v1.types import common, document, firestore
 
         channel = client._firestore_api.transport.grpc_channel
@@ -58,10 +66,10 @@ class DocumentService:
             document.Document.pb(),
             timeout=DEADLINE_SECONDS,
             retry=_retry(
-                gexc.DeadlineExceeded,
-                gexc.InternalServerError,
-                gexc.ResourceExhausted,
-                gexc.ServiceUnavailable,
+                exceptions.DeadlineExceeded,
+                exceptions.InternalServerError,
+                exceptions.ResourceExhausted,
+                exceptions.ServiceUnavailable,
             ),
             metadata=metadata,
         )
@@ -71,12 +79,27 @@ class DocumentService:
             firestore.CommitRequest.pb(),
             firestore.CommitResponse.pb(),
             timeout=DEADLINE_SECONDS,
-            retry=_retry(gexc.ResourceExhausted, gexc.ServiceUnavailable),
+            retry=_retry(exceptions.ResourceExhausted, exceptions.ServiceUnavailable),
+            metadata=(*metadata, routing_metadata("database", self.database)),
+        )
+        self._batch_write = UnaryCall(
+            channel,
+            "/google.firestore.v1.Firestore/BatchWrite",
+            firestore.BatchWriteRequest.pb(),
+            firestore.BatchWriteResponse.pb(),
+            timeout=DEADLINE_SECONDS,
+            retry=_retry(
+                exceptions.Aborted, exceptions.ResourceExhausted, exceptions.ServiceUnavailable
+            ),
             metadata=(*metadata, routing_metadata("database", self.database)),
         )
         self._get_request = firestore.GetDocumentRequest.pb()
         self._commit_request = firestore.CommitRequest.pb()
+        self._batch_write_request = firestore.BatchWriteRequest.pb()
         self._mask = common.DocumentMask.pb()
+        self._writes: CallGroup[Any, Any] = CallGroup(
+            self._write_each, max_items=MAX_GROUPED_WRITES, key=_document_name
+        )
 
     def path(self, collection: str, document_id: str) -> str:
         """The full resource name of a document of a top-level collection."""
@@ -85,7 +108,6 @@ class DocumentService:
     def get(self, path: str, field_paths: Sequence[str] | None = None) -> Any | None:
         """The stored ``Document`` (only ``field_paths`` when given), or None if there is
         none."""
-        from google.api_core import exceptions as gexc
 
         if field_paths is None:
             request = self._get_request(name=path)
@@ -93,14 +115,40 @@ class DocumentService:
             request = self._get_request(name=path, mask=self._mask(field_paths=field_paths))
         try:
             return self._get(request, (routing_metadata("name", path),))
-        except gexc.NotFound:
+        except exceptions.NotFound:
             return None
+
+    def write(self, write: Any) -> Any:
+        """Applies one ``Write``; its ``WriteResult``, or the api_core error of its status."""
+        return self._writes(write)
+
+    def _write_each(self, writes: list[Any]) -> list[Any]:
+        response = self._batch_write(
+            self._batch_write_request(database=self.database, writes=writes)
+        )
+        return [
+            result if status.code == 0 else _status_error(status)
+            for status, result in zip(response.status, response.write_results, strict=True)
+        ]
 
     def commit(self, writes: Sequence[Any]) -> Sequence[Any]:
         """Commits ``writes`` (``Write`` protobufs) atomically; their ``WriteResult``\\ s,
         in order."""
         response = self._commit(self._commit_request(database=self.database, writes=writes))
         return response.write_results  # type: ignore[no-any-return]
+
+
+def _document_name(write: Any) -> str:
+    return str(write.update.name or write.delete)
+
+
+def _status_error(status: Any) -> Exception:
+    """The api_core error of one write's ``google.rpc.Status``."""
+    code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return exceptions.from_grpc_status(code, status.message)  # type: ignore[no-untyped-call,no-any-return]
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def field_values(document: Any) -> dict[str, Any]:

@@ -142,7 +142,7 @@ class FirestoreForwardLedger:
         }
         try:
             with translated("record in ledger"):
-                self._documents.commit([create_write(self._path(key), fields)])
+                self._documents.write(create_write(self._path(key), fields))
         except DocumentExists:
             self._cache.put(key, state)
             return False

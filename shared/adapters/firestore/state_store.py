@@ -107,7 +107,11 @@ class FirestoreStateStore:
         writes.extend(self._link_write(link, expires) for link in links)
         try:
             with translated("save client"):
-                results = self._documents.commit(writes)
+                results = (
+                    [self._documents.write(writes[0])]
+                    if len(writes) == 1
+                    else self._documents.commit(writes)
+                )
         except ConcurrentUpdate:
             for _, new in written:
                 self._forget(new.client_id)
