@@ -133,7 +133,7 @@ def speed_figures(measured: Measured) -> dict[str, Any]:
         },
         "rpcs": dict(counter.calls()),
         "rpc_failures": dict(counter.failures()),
-        "bytes_per_commit": round(counter.mean_request_bytes("Commit"), 1),
+        "bytes_per_write": round(counter.bytes_per_write(), 1),
         "redeliveries": run.redeliveries,
         "lost": run.lost,
         "crashes": dict(run.crashes),

@@ -103,16 +103,15 @@ _BUILTIN_CATEGORIES: tuple[tuple[str, str], ...] = (
 )
 ENTRY_POINTS: tuple[tuple[str, str, str], ...] = (
     ("functions_framework/__init__.py", "view_func", "the request inside functions_framework"),
-    ("cloudevents/", "from_http", "cloudevents from_http (fails on a push body)"),
-    ("event_conversion.py", "background_event_to_cloud_event", "push body -> CloudEvent"),
+    ("adapters/push.py", "delivery", "push request read"),
     ("services/resolve.py", "handle", "ResolveRuntime.handle"),
     ("services/forward.py", "handle", "ForwardRuntime.handle"),
     ("adapters/pubsub.py", "publish_all", "PubSubPublisher.publish_all"),
     ("adapters/ga4_http.py", "send", "Ga4Client.send"),
-    ("adapters/firestore/state_store.py", "commit", "FirestoreStateStore.commit"),
+    ("adapters/firestore/state_store.py", "save", "FirestoreStateStore.save"),
     ("adapters/firestore/state_store.py", "load", "FirestoreStateStore.load"),
-    ("adapters/firestore/ledger.py", "was_sent", "FirestoreForwardLedger.was_sent"),
-    ("adapters/firestore/ledger.py", "record_sent", "FirestoreForwardLedger.record_sent"),
+    ("adapters/firestore/ledger.py", "delivered", "FirestoreForwardLedger.delivered"),
+    ("adapters/firestore/ledger.py", "record", "FirestoreForwardLedger.record"),
     ("logging/__init__.py", "_log", "logging (Logger._log)"),
 )
 
@@ -414,13 +413,13 @@ def profile(people: int, seed: int, dump: Path | None = None) -> dict[str, Any]:
         with contextlib.redirect_stdout(devnull):
             configure("INFO")
             resolve = functions_framework.create_app(  # type: ignore[no-untyped-call]
-                "resolve", str(MAIN), "cloudevent"
+                "resolve", str(MAIN), "http"
             )
             results["resolve"] = measure(resolve, environs(raw), dump and dump / "resolve.pstats")
         forwarded = drain(enriched, results["resolve"]["statuses"].get(200, 0))
         with contextlib.redirect_stdout(devnull):
             forward = functions_framework.create_app(  # type: ignore[no-untyped-call]
-                "forward", str(MAIN), "cloudevent"
+                "forward", str(MAIN), "http"
             )
             results["forward"] = measure(
                 forward, environs(forwarded), dump and dump / "forward.pstats"

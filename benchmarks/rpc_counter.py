@@ -56,8 +56,27 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
                     # A missing document is an answer, billed as a read like a batch
                     # get's missing name; other failures are kept apart.
                     documents = Counter({f"{kind}_failed": n for kind, n in documents.items()})
+            elif method == "BatchWrite":
+                documents = self._batch_write_outcomes(request, outcome.result(), documents)
             self._documents.update(documents)
         return outcome
+
+    def _batch_write_outcomes(
+        self, request: Any, response: Any, documents: Counter[str]
+    ) -> Counter[str]:
+        """A ``BatchWrite`` answers each write apart: a write refused inside an answered
+        request is a failure like a failed ``Commit``'s (``BatchWrite:CODE``, its document
+        kept apart). Called with the lock held."""
+        writes = _message(request).writes
+        for write, status in zip(writes, _message(response).status, strict=False):
+            if status.code == 0:
+                continue
+            kind = "delete" if write.WhichOneof("operation") == "delete" else "write"
+            code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+            self._failures[f"BatchWrite:{code.name}"] += 1
+            documents[kind] -= 1
+            documents[f"{kind}_failed"] += 1
+        return +documents
 
     def intercept_unary_stream(
         self, continuation: Continuation, client_call_details: Any, request: Any
@@ -97,6 +116,16 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
         and deletes of failed commits as ``write_failed`` / ``delete_failed``)."""
         with self._lock:
             return Counter(self._documents)
+
+    def bytes_per_write(self) -> float:
+        """Mean serialized bytes of write requests (``Commit``, ``BatchWrite``) per document
+        written: the documents' size on the wire, however many a request carries."""
+        with self._lock:
+            written = sum(
+                n for kind, n in self._documents.items() if kind.startswith(("write", "delete"))
+            )
+            sent = self._bytes["Commit"] + self._bytes["BatchWrite"]
+            return sent / written if written else 0.0
 
     def mean_request_bytes(self, method: str) -> float:
         """Mean serialized request size of ``method`` (a ``Commit`` carries the documents)."""
@@ -154,8 +183,7 @@ def request_documents(method: str, request: Any) -> Counter[str]:
     missing document is still a read), a ``Commit`` or ``BatchWrite`` writes or deletes
     one document per ``Write``. Other methods (``BeginTransaction``, ``Rollback``...) bill
     no document."""
-    to_pb = getattr(type(request), "pb", None)
-    message = to_pb(request) if to_pb is not None else request
+    message = _message(request)
     if method == "BatchGetDocuments":
         return Counter({"read": len(message.documents)})
     if method == "GetDocument":
@@ -171,8 +199,7 @@ def request_documents(method: str, request: Any) -> Counter[str]:
 
 def _request_bytes(request: Any) -> int:
     """Serialized size of a proto-plus request (the GAPIC layer hands those to gRPC)."""
-    to_pb = getattr(type(request), "pb", None)
-    message = to_pb(request) if to_pb is not None else request
+    message = _message(request)
     size = getattr(message, "ByteSize", None)
     return int(size()) if size is not None else 0
 
@@ -202,3 +229,13 @@ def per_event(calls: Counter[str], events: int) -> dict[str, float]:
     figures = {method: count / events for method, count in sorted(calls.items())}
     figures["total"] = sum(calls.values()) / events
     return figures
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _message(message: Any) -> Any:
+    """The protobuf of a proto-plus message (the library's calls), or the message itself
+    (raw calls)."""
+    to_pb = getattr(type(message), "pb", None)
+    return to_pb(message) if to_pb is not None else message

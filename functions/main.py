@@ -1,9 +1,11 @@
 """Cloud Functions entry points: decode, call the service, return.
 
 Every entry point builds its runtime (settings, clients) lazily on first use and keeps it
-for the instance's lifetime; nothing happens at import time. Returning normally
-acknowledges the Pub/Sub message (the service has already dead-lettered it if it was
-bad); raising answers 500, so Pub/Sub redelivers.
+for the instance's lifetime; nothing happens at import time. The pipeline functions are
+HTTP functions that read the Pub/Sub push request themselves (``shared.adapters.push``,
+which says why); a CloudEvent request reads the same. Answering 200 acknowledges the
+message (the service has already dead-lettered it if it was bad); raising answers 500,
+so Pub/Sub redelivers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import functions_framework
 
+from shared.adapters.push import delivery
 from shared.logs import configure
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from cloudevents.http import CloudEvent
     from flask import Request
 
     from shared.services.forward import ForwardRuntime
@@ -54,16 +56,21 @@ def inline_runtime() -> InlineRuntime:
     return bootstrap.inline_runtime(settings())
 
 
-@functions_framework.cloud_event
-def resolve(cloud_event: CloudEvent) -> None:
+ACKNOWLEDGED = ("", 200)
+
+
+@functions_framework.http
+def resolve(request: Request) -> Any:
     """Raw event in, enriched event (and identity links) out."""
-    resolve_runtime().handle(cloud_event.data, cloud_event["id"])
+    resolve_runtime().handle(*delivery(request.get_data(), request.headers))
+    return ACKNOWLEDGED
 
 
-@functions_framework.cloud_event
-def forward(cloud_event: CloudEvent) -> None:
+@functions_framework.http
+def forward(request: Request) -> Any:
     """Enriched event in, one Measurement Protocol request out (at most once per event)."""
-    forward_runtime().handle(cloud_event.data, cloud_event["id"])
+    forward_runtime().handle(*delivery(request.get_data(), request.headers))
+    return ACKNOWLEDGED
 
 
 @functions_framework.http

@@ -528,7 +528,7 @@ class LocalPipeline:
             [
                 functions_framework_command(),
                 *("--target", name, "--source", str(MAIN)),
-                *("--signature-type", "cloudevent"),
+                *("--signature-type", "http"),
                 *("--host", "127.0.0.1", "--port", str(port)),
             ],
             self.options.work_dir / "logs" / f"{name}.log",

@@ -1,6 +1,7 @@
 # The Cloud Functions (2nd gen). Each is HTTP-only: the pipeline functions receive
-# Pub/Sub pushes (see pubsub.tf), which functions-framework turns into the same
-# CloudEvent an Eventarc trigger would deliver.
+# Pub/Sub pushes (see pubsub.tf) and read the push body themselves
+# (shared/adapters/push.py), which is the data of the CloudEvent an Eventarc trigger
+# would deliver.
 
 locals {
   # Key -> deployment of one entry point of functions/main.py. `secrets` names the

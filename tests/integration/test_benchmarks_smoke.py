@@ -49,6 +49,20 @@ def test_the_ledgers_read_of_a_missing_entry_is_billed_as_one_read(counted):
     assert counter.documents() == {"read": 1, "write": 1}
 
 
+def test_a_write_a_batch_write_refuses_is_counted_as_a_failed_write(counted):
+    """``BatchWrite`` answers per write: a copy's create refused inside an answered
+    request is a failure, and its document is kept apart as a failed write."""
+    counter, client = counted
+    ledger = FirestoreForwardLedger(client, "smoke_refused")
+    assert ledger.record("G-TEST", "e-1", "sent", 1_000_000) is True
+    other = FirestoreForwardLedger(client, "smoke_refused")
+    assert other.record("G-TEST", "e-1", "sent", 1_000_000) is False
+    assert counter.calls() == {"BatchWrite": 2}
+    assert counter.failures() == {"BatchWrite:ALREADY_EXISTS": 1}
+    assert counter.documents() == {"write": 1, "write_failed": 1}
+    assert counter.bytes_per_write() > 0
+
+
 def test_a_transaction_costs_begin_read_and_commit(counted):
     """A read-write transaction is three RPCs, as the design's cost floor says."""
     counter, client = counted

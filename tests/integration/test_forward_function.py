@@ -89,7 +89,7 @@ def forwarded() -> str:
 
 def new_instance() -> Any:
     """A fresh function instance: main.py loaded anew, so settings and clients are rebuilt."""
-    return functions_framework.create_app("forward", MAIN, "cloudevent").test_client()
+    return functions_framework.create_app("forward", MAIN, "http").test_client()
 
 
 def deliver(app: Any, payload: dict[str, Any] | bytes, message_id: str) -> int:
@@ -393,8 +393,8 @@ def test_concurrent_records_share_requests_and_keep_their_own_outcomes(
     clean_firestore: str, unique: str
 ) -> None:
     """Deliveries recording at the same time go out in shared ``BatchWrite`` requests;
-    each gets its own answer (a copy of an event already recorded is refused alone), and
-    every entry is billed as one write."""
+    each gets its own answer (a copy of an event already recorded is refused alone, and
+    counted as a failed write)."""
     FirestoreForwardLedger(firestore.Client(project=PROJECT), forwarded_in(unique)).record(
         MEASUREMENT_ID, "e-dup", "sent", NOW
     )
@@ -411,6 +411,7 @@ def test_concurrent_records_share_requests_and_keep_their_own_outcomes(
         created = list(pool.map(record, events))
     assert created == [True] * 30 + [False, False]
     assert counter.calls()["BatchWrite"] < len(events)
-    assert counter.documents() == Counter({"write": len(events)})
+    assert counter.documents() == Counter({"write": 30, "write_failed": 2})
+    assert counter.failures() == Counter({"BatchWrite:ALREADY_EXISTS": 2})
     stored = firestore.Client(project=PROJECT).collection(forwarded_in(unique)).stream()
     assert len(list(stored)) == 31

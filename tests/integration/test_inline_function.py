@@ -34,7 +34,7 @@ def inline_app(target: str = "resolve_identity_session") -> Any:
 
 def pipeline_app() -> Any:
     """A fresh instance of the resolve function, as Pub/Sub push delivery reaches it."""
-    return functions_framework.create_app("resolve", MAIN, "cloudevent").test_client()
+    return functions_framework.create_app("resolve", MAIN, "http").test_client()
 
 
 def millis(minute: float) -> int:

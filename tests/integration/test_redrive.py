@@ -72,7 +72,7 @@ def pipeline(
 
 def app(target: str) -> Any:
     """A fresh function instance, reading the environment as it is now."""
-    return functions_framework.create_app(target, MAIN, "cloudevent").test_client()
+    return functions_framework.create_app(target, MAIN, "http").test_client()
 
 
 def deliver(instance: Any, message: Any) -> None:

@@ -25,7 +25,7 @@ NOW_MICROS = time.time_ns() // 1_000
 
 def make_app() -> Any:
     """A fresh function instance (its own settings, clients and state cache)."""
-    return functions_framework.create_app("resolve", MAIN, "cloudevent").test_client()
+    return functions_framework.create_app("resolve", MAIN, "http").test_client()
 
 
 def cloud_event(
