@@ -47,7 +47,11 @@ class UnaryCall:
     """One unary method of a gRPC service: ``call(request, metadata)`` -> response.
 
     ``channel`` is the client library's transport channel (its ``grpc_channel``);
-    ``metadata`` is sent with every call, before the call's own.
+    ``metadata`` is sent with every call, before the call's own. A call that ends with
+    the status ``absent`` (``NOT_FOUND`` for a read) returns None instead of raising:
+    for a document that is not there yet (the forward ledger's common case) the raise,
+    its conversion and the retry's look at it cost about 0.25 ms of CPU, as much as the
+    read itself.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class UnaryCall:
         timeout: float,
         retry: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         metadata: Metadata = (),
+        absent: grpc.StatusCode | None = None,
     ) -> None:
         self._stub = channel.unary_unary(
             method,
@@ -68,6 +73,7 @@ class UnaryCall:
         )
         self._timeout = timeout
         self._metadata = tuple(metadata)
+        self._absent = absent
         self._call = retry(self._attempt) if retry is not None else self._attempt
 
     def __call__(self, request: Any, metadata: Metadata = ()) -> Any:
@@ -80,4 +86,6 @@ class UnaryCall:
                 request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
             )
         except grpc.RpcError as error:
+            if self._absent is not None and error.code() is self._absent:
+                return None
             raise exceptions.from_grpc_error(error) from error  # type: ignore[no-untyped-call]

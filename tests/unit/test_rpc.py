@@ -121,3 +121,22 @@ def test_the_calls_metadata_follows_the_methods() -> None:
         ("google-cloud-resource-prefix", "db"),
         ("x-goog-request-params", "name=projects/p/databases/%28default%29/documents/a/b"),
     )
+
+
+def test_the_absent_status_is_an_answer_not_an_error() -> None:
+    """A read of a document that is not there returns None at once: no error is raised,
+    nothing is retried; other failures still raise."""
+    policy = retry.Retry(
+        initial=0.0,
+        maximum=0.0,
+        predicate=retry.if_exception_type(exceptions.NotFound),
+        timeout=5.0,
+    )
+    channel = Channel(Status(grpc.StatusCode.NOT_FOUND, "no document"), "never")
+    read = unary(channel, timeout=5.0, retry=policy, absent=grpc.StatusCode.NOT_FOUND)
+    assert read("request") is None
+    assert len(channel.calls) == 1
+
+    failing = Channel(Status(grpc.StatusCode.PERMISSION_DENIED, "no role"))
+    with pytest.raises(exceptions.PermissionDenied):
+        unary(failing, timeout=5.0, absent=grpc.StatusCode.NOT_FOUND)("request")

@@ -72,6 +72,7 @@ class DocumentService:
                 exceptions.ServiceUnavailable,
             ),
             metadata=metadata,
+            absent=grpc.StatusCode.NOT_FOUND,
         )
         self._commit = UnaryCall(
             channel,
@@ -108,15 +109,11 @@ class DocumentService:
     def get(self, path: str, field_paths: Sequence[str] | None = None) -> Any | None:
         """The stored ``Document`` (only ``field_paths`` when given), or None if there is
         none."""
-
         if field_paths is None:
             request = self._get_request(name=path)
         else:
             request = self._get_request(name=path, mask=self._mask(field_paths=field_paths))
-        try:
-            return self._get(request, (routing_metadata("name", path),))
-        except exceptions.NotFound:
-            return None
+        return self._get(request, (routing_metadata("name", path),))
 
     def write(self, write: Any) -> Any:
         """Applies one ``Write``; its ``WriteResult``, or the api_core error of its status."""
