@@ -397,21 +397,14 @@ class Ga4Client:
     ) -> urllib3.BaseHTTPResponse:
         """One request through the endpoint's pool, or through the manager given the
         absolute URL; both with urllib3's retries and redirects off."""
-        if not self._direct:
-            return self._pool.urlopen(
-                "POST",
-                target,
-                body=body,
-                headers=headers,
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-                preload_content=True,
-            )
-        pool = self._endpoint_pool
-        if pool is None:
-            pool = self._endpoint_pool = self._pool.connection_from_url(self._endpoint)
-        return pool.urlopen(
+        opener: Any = self._pool
+        routing: dict[str, Any] = {}
+        if self._direct:
+            opener = self._endpoint_pool
+            if opener is None:
+                opener = self._endpoint_pool = self._pool.connection_from_url(self._endpoint)
+            routing["assert_same_host"] = False
+        return opener.urlopen(  # type: ignore[no-any-return]
             "POST",
             target,
             body=body,
@@ -419,8 +412,8 @@ class Ga4Client:
             timeout=self._timeout,
             retries=False,
             redirect=False,
-            assert_same_host=False,
             preload_content=True,
+            **routing,
         )
 
     def _post(

@@ -59,12 +59,22 @@ class DocumentService:
         channel = client._firestore_api.transport.grpc_channel
         self.database = str(client._database_string)
         metadata = tuple(client._rpc_metadata)
-        self._get = UnaryCall(
-            channel,
-            "/google.firestore.v1.Firestore/GetDocument",
-            firestore.GetDocumentRequest.pb(),
-            document.Document.pb(),
-            timeout=DEADLINE_SECONDS,
+        by_database = (*metadata, routing_metadata("database", self.database))
+
+        def call(method: str, request: Any, response: Any, **options: Any) -> UnaryCall:
+            return UnaryCall(
+                channel,
+                f"/google.firestore.v1.Firestore/{method}",
+                request.pb(),
+                response.pb(),
+                timeout=DEADLINE_SECONDS,
+                **options,
+            )
+
+        self._get = call(
+            "GetDocument",
+            firestore.GetDocumentRequest,
+            document.Document,
             retry=_retry(
                 exceptions.DeadlineExceeded,
                 exceptions.InternalServerError,
@@ -74,25 +84,21 @@ class DocumentService:
             metadata=metadata,
             absent=grpc.StatusCode.NOT_FOUND,
         )
-        self._commit = UnaryCall(
-            channel,
-            "/google.firestore.v1.Firestore/Commit",
-            firestore.CommitRequest.pb(),
-            firestore.CommitResponse.pb(),
-            timeout=DEADLINE_SECONDS,
+        self._commit = call(
+            "Commit",
+            firestore.CommitRequest,
+            firestore.CommitResponse,
             retry=_retry(exceptions.ResourceExhausted, exceptions.ServiceUnavailable),
-            metadata=(*metadata, routing_metadata("database", self.database)),
+            metadata=by_database,
         )
-        self._batch_write = UnaryCall(
-            channel,
-            "/google.firestore.v1.Firestore/BatchWrite",
-            firestore.BatchWriteRequest.pb(),
-            firestore.BatchWriteResponse.pb(),
-            timeout=DEADLINE_SECONDS,
+        self._batch_write = call(
+            "BatchWrite",
+            firestore.BatchWriteRequest,
+            firestore.BatchWriteResponse,
             retry=_retry(
                 exceptions.Aborted, exceptions.ResourceExhausted, exceptions.ServiceUnavailable
             ),
-            metadata=(*metadata, routing_metadata("database", self.database)),
+            metadata=by_database,
         )
         self._get_request = firestore.GetDocumentRequest.pb()
         self._commit_request = firestore.CommitRequest.pb()
