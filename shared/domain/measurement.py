@@ -198,8 +198,12 @@ def _traffic_source(value: object) -> Mapping[str, Any] | None:
 
 
 def route_stream(page_location: object, routes: Mapping[str, str], default: str) -> str:
-    """The measurement id for a page: exact host first, then the longest ``*.suffix``."""
-    host = urlsplit(page_location).hostname if isinstance(page_location, str) else None
+    """The measurement id for a page: exact host first, then the longest ``*.suffix``; a
+    malformed URL (``http://[bad``) has no host, so it goes to ``default``."""
+    try:
+        host = urlsplit(page_location).hostname if isinstance(page_location, str) else None
+    except ValueError:
+        host = None
     if not host:
         return default
     if host in routes:

@@ -315,6 +315,13 @@ def test_routes_by_exact_host_then_longest_wildcard_then_default() -> None:
     assert route_stream(None, routes, "G-D") == "G-D"
 
 
+def test_a_malformed_page_location_goes_to_the_default_stream() -> None:
+    """``urlsplit`` raises on a broken IPv6 host; that must not crash the forwarder (a 500
+    loop until Pub/Sub gives up) but route like a page without a host."""
+    routes = {"shop.example.com": "G-SHOP"}
+    assert route_stream("http://[bad/checkout", routes, "G-D") == "G-D"
+
+
 def test_resolved_stream_wins_when_it_is_one_we_serve() -> None:
     """The resolver keeps sessions per stream, so its stream choice is honoured."""
     rules = PayloadRules(default_measurement_id="G-D", stream_routes={"b.example": "G-B"})
