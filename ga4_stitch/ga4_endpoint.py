@@ -301,6 +301,12 @@ def _rpc_error(status: int) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 1024
+    """Connections waiting to be accepted. The standard library's 5 overflows when a
+    forward instance's deliveries, released together from a shared Firestore request,
+    open connections at once: the kernel then drops or resets them after the request was
+    written, an unknown outcome the forwarder counts as taken. GA4's front ends queue
+    far more than that."""
 
     def __init__(self, address: tuple[str, int], state: _State) -> None:
         super().__init__(address, _Handler)

@@ -134,15 +134,25 @@ def _delivery_policies(body: dict[str, Any]) -> list[str]:
 
 
 def entry_point_problems(config: Configuration, code: Code) -> list[str]:
-    """Every deployed entry point exists in functions/main.py, and every one there is deployed."""
+    """Every deployed entry point is an HTTP entry point of functions/main.py (the pipeline
+    functions read their push requests themselves), and every one there is deployed."""
     problems = []
-    for group, kind in (("pipeline_functions", "cloud_event"), ("inline_functions", "http")):
-        deployed = {spec.get("entry_point") for spec in config.locals.get(group, {}).values()}
-        present = {name for name, found in code.entry_points.items() if found == kind}
-        problems += [f"{group}: {name} is not a {kind} entry point" for name in deployed - present]
-        problems += [
-            f"{group}: {kind} entry point {name} is not deployed" for name in present - deployed
-        ]
+    deployed: set[str] = set()
+    for group in ("pipeline_functions", "inline_functions"):
+        names = {spec.get("entry_point") for spec in config.locals.get(group, {}).values()}
+        present = {name for name, found in code.entry_points.items() if found == "http"}
+        problems += [f"{group}: {name} is not an http entry point" for name in names - present]
+        deployed |= names
+    problems += [
+        f"http entry point {name} is not deployed"
+        for name, found in code.entry_points.items()
+        if found == "http" and name not in deployed
+    ]
+    problems += [
+        f"{name} is a {found} entry point; the functions are deployed HTTP-only"
+        for name, found in code.entry_points.items()
+        if found != "http"
+    ]
     function = config.resource("google_cloudfunctions2_function", "this")
     if first(function.get("build_config")).get("entry_point") != "${each.value.entry_point}":
         problems.append("google_cloudfunctions2_function.this must deploy each.value.entry_point")
