@@ -29,6 +29,8 @@ from typing import Any
 
 import grpc
 
+from shared.adapters.rpc import status_code
+
 Continuation = Callable[[Any, Any], Any]
 
 
@@ -72,8 +74,7 @@ class RpcCounter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
             if status.code == 0:
                 continue
             kind = "delete" if write.WhichOneof("operation") == "delete" else "write"
-            code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
-            self._failures[f"BatchWrite:{code.name}"] += 1
+            self._failures[f"BatchWrite:{status_code(status.code).name}"] += 1
             documents[kind] -= 1
             documents[f"{kind}_failed"] += 1
         return +documents
@@ -229,9 +230,6 @@ def per_event(calls: Counter[str], events: int) -> dict[str, float]:
     figures = {method: count / events for method, count in sorted(calls.items())}
     figures["total"] = sum(calls.values()) / events
     return figures
-
-
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _message(message: Any) -> Any:

@@ -60,9 +60,6 @@ def _cloud_event(body: bytes, headers: Headers) -> tuple[Any, str | None]:
     try:
         event = from_http(dict(headers.items()), body)
     except (GenericException, ValueError, TypeError) as error:
-        return {"invalid_cloud_event": str(error), "body": _text(body)}, None
+        text = body[:10_000].decode("utf-8", errors="backslashreplace")
+        return {"invalid_cloud_event": str(error), "body": text}, None
     return event.data, str(event["id"])
-
-
-def _text(body: bytes) -> str:
-    return body[:10_000].decode("utf-8", errors="backslashreplace")

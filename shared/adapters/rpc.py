@@ -30,9 +30,17 @@ from typing import Any
 import grpc
 from google.api_core import exceptions
 
-__all__ = ["UnaryCall", "routing_metadata"]
+__all__ = ["UnaryCall", "routing_metadata", "status_code"]
 
 Metadata = Sequence[tuple[str, str]]
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The gRPC status of a ``google.rpc.Status`` code (one write's answer in a batch)."""
+    return _STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def routing_metadata(field: str, value: str) -> tuple[str, str]:

@@ -29,7 +29,7 @@ import grpc
 from google.api_core import exceptions
 
 from shared.adapters.grouping import CallGroup
-from shared.adapters.rpc import UnaryCall, routing_metadata
+from shared.adapters.rpc import UnaryCall, routing_metadata, status_code
 
 __all__ = ["DocumentService", "field_values", "version_order"]
 
@@ -147,11 +147,7 @@ def _document_name(write: Any) -> str:
 
 def _status_error(status: Any) -> Exception:
     """The api_core error of one write's ``google.rpc.Status``."""
-    code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
-    return exceptions.from_grpc_status(code, status.message)  # type: ignore[no-untyped-call,no-any-return]
-
-
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+    return exceptions.from_grpc_status(status_code(status.code), status.message)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def field_values(document: Any) -> dict[str, Any]:
