@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,13 +100,27 @@ def test_retryable_errors_are_retried_and_others_are_not() -> None:
 
 
 def test_every_attempt_gets_what_is_left_of_one_deadline() -> None:
+    """The failed attempt took 50 ms (the retry's own wait is jittered, possibly to 0):
+    the next attempt's deadline is that much shorter."""
     policy = retry.Retry(
-        initial=0.05,
-        maximum=0.05,
+        initial=0.0,
+        maximum=0.0,
         predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
         timeout=5.0,
     )
-    channel = Channel(Status(grpc.StatusCode.UNAVAILABLE, "down"), "answer")
+
+    class SlowFirst(Channel):
+        def unary_unary(self, method: str, **serializers: Any) -> Callable[..., Any]:
+            call = super().unary_unary(method, **serializers)
+
+            def slow(request: Any, *, timeout: float, metadata: Any) -> Any:
+                if not self.calls:
+                    time.sleep(0.05)
+                return call(request, timeout=timeout, metadata=metadata)
+
+            return slow
+
+    channel = SlowFirst(Status(grpc.StatusCode.UNAVAILABLE, "down"), "answer")
     unary(channel, timeout=2.0, retry=policy)("request")
     first, second = (call["timeout"] for call in channel.calls)
     assert first <= 2.0
