@@ -4,7 +4,7 @@ in every delivery mode, errors attributed. Behaviour only, never timings."""
 from __future__ import annotations
 
 import pytest
-from google.api_core.exceptions import FailedPrecondition
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from benchmarks.attribution import attribute
@@ -12,7 +12,9 @@ from benchmarks.common import BenchEnv, make_stream, run_design
 from benchmarks.firestore_size import document_size
 from benchmarks.rpc_counter import RpcCounter, counting_client
 from ga4_stitch.score import score
+from shared.adapters.firestore.documents import DocumentService
 from shared.adapters.firestore.ledger import FirestoreForwardLedger
+from shared.adapters.firestore.writes import create_write
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.integration
@@ -45,18 +47,19 @@ def test_the_ledgers_read_of_a_missing_entry_is_billed_as_one_read(counted):
     ledger = FirestoreForwardLedger(client, "smoke_ledger")
     assert ledger.delivered("G-TEST", "e-1") is None
     assert ledger.record("G-TEST", "e-1", "sent", 1_000_000) is True
-    assert counter.calls() == {"GetDocument": 1, "BatchWrite": 1}
+    assert counter.calls() == {"GetDocument": 1, "Commit": 1}
     assert counter.documents() == {"read": 1, "write": 1}
 
 
 def test_a_write_a_batch_write_refuses_is_counted_as_a_failed_write(counted):
-    """``BatchWrite`` answers per write: a copy's create refused inside an answered
+    """``BatchWrite`` answers per write: a second create refused inside an answered
     request is a failure, and its document is kept apart as a failed write."""
     counter, client = counted
-    ledger = FirestoreForwardLedger(client, "smoke_refused")
-    assert ledger.record("G-TEST", "e-1", "sent", 1_000_000) is True
-    other = FirestoreForwardLedger(client, "smoke_refused")
-    assert other.record("G-TEST", "e-1", "sent", 1_000_000) is False
+    documents = DocumentService(client)
+    write = create_write(documents.path("smoke_refused", "e-1"), {"state": "sent"})
+    documents.write(write)
+    with pytest.raises(AlreadyExists):
+        documents.write(write)
     assert counter.calls() == {"BatchWrite": 2}
     assert counter.failures() == {"BatchWrite:ALREADY_EXISTS": 1}
     assert counter.documents() == {"write": 1, "write_failed": 1}

@@ -92,7 +92,11 @@ class _DeliveredCache:
 class FirestoreForwardLedger:
     """``ForwardLedger`` over a ``google.cloud.firestore.Client``.
 
-    ``cache_size`` bounds the instance's memory of delivered events (0: none).
+    ``cache_size`` bounds the instance's memory of delivered events (0: none). The create
+    is a ``Commit`` of its own, never grouped with other deliveries' writes
+    (``DocumentService.write``): a delivery waiting in a group has sent to GA4 but not
+    recorded it, and the fault suite measured that window at 17 and 8 duplicates when the
+    forward function was killed, against 2 and 0 without it.
     """
 
     def __init__(self, client: Any, collection: str, *, cache_size: int = LEDGER_CACHE_SIZE):
@@ -142,7 +146,7 @@ class FirestoreForwardLedger:
         }
         try:
             with translated("record in ledger"):
-                self._documents.write(create_write(self._path(key), fields))
+                self._documents.commit([create_write(self._path(key), fields)])
         except DocumentExists:
             self._cache.put(key, state)
             return False
