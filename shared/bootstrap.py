@@ -214,6 +214,7 @@ def ga4_sender(settings: Settings, plan: DestinationPlan) -> Ga4Sender:
             timeout_seconds=ga4.timeout_seconds,
             attempts=ga4.retry_attempts,
             budget_seconds=ga4.retry_budget_seconds,
+            pool_size=ga4.connections,
         )
     if plan.uses_data_manager:
         from shared.adapters.data_manager import DataManagerClient

@@ -198,6 +198,11 @@ class Ga4Settings:
     at least once: every redelivery of a sent event is sent again)."""
     timeout_seconds: float = 5.0
     """Read timeout of one request; the connect timeout is min(3.05, this)."""
+    connections: int = 16
+    """Connections to GA4 kept open per instance: ``THREADS``, the requests
+    functions-framework serves at once (Terraform sets it to the forward function's
+    concurrency), so no concurrent send opens and drops a connection (and its TLS
+    handshake) for want of an idle one."""
     retry_attempts: int = 4
     retry_budget_seconds: float = 20.0
     """No attempt starts after this, so one send lasts at most the budget plus one attempt
@@ -350,6 +355,7 @@ class Settings:
                 ),
                 ledger=env.choice("FORWARD_LEDGER", "lean", frozenset({"lean", "none"})),
                 timeout_seconds=env.number("GA4_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
+                connections=env.integer("THREADS", 16, 1, 1000),
                 retry_attempts=env.integer("GA4_RETRY_ATTEMPTS", 4, 1, 10),
                 retry_budget_seconds=env.number("GA4_RETRY_BUDGET_SECONDS", 20.0, 0.1, 300.0),
                 stream_routes=env.json_object("GA4_STREAM_ROUTES"),

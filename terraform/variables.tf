@@ -955,3 +955,11 @@ variable "warehouse_dataset_id" {
     error_message = "warehouse_dataset_id must be 1-1024 letters, digits or '_'."
   }
 }
+
+# --- Cloud Logging ---------------------------------------------------------------------
+
+variable "exclude_pipeline_request_logs" {
+  description = "Keep Cloud Run's request log entries of Pub/Sub pushes that resolve and forward acknowledged (2xx) out of Cloud Logging storage (logging.tf). On by default: each function logs every delivery's outcome itself, and these entries (one per push, two per event, about 1.2 KB each) are most of the pipeline's log volume, about $1.14 per million events beyond the free 50 GiB (docs/cost.md). Refused, failed and timed-out requests keep their entries; Cloud Run's request metrics are unaffected."
+  type        = bool
+  default     = true
+}

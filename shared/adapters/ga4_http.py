@@ -16,13 +16,14 @@ process (3,000 sends after a warm-up, each way): 0.29 ms of CPU per send against
 with the URL, the query and a ``tenacity.Retrying`` built per send.
 
 Invariants:
-- One ``urllib3.PoolManager`` per instance (connection reuse; up to 16 connections per
-  host, never blocking for one), explicit connect and read timeouts on every request
-  (``urllib3.Timeout``), no retries and no redirects inside urllib3: the one retry policy
-  (``shared.retry.RetryPolicy``) decides, with full-jitter backoff in seconds
-  (``RETRY_INITIAL_WAIT`` doubling up to ``RETRY_MAX_WAIT``) or the server's
-  ``Retry-After``, within the attempts and the time budget; then ``Ga4UnavailableError``
-  (a ``TransientError``) is raised so Pub/Sub redelivers with its own backoff.
+- One ``urllib3.PoolManager`` per instance (connection reuse; up to ``pool_size``
+  connections per host, the instance's concurrency, never blocking for one), explicit
+  connect and read timeouts on every request (``urllib3.Timeout``), no retries and no
+  redirects inside urllib3: the one retry policy (``shared.retry.RetryPolicy``) decides,
+  with full-jitter backoff in seconds (``RETRY_INITIAL_WAIT`` doubling up to
+  ``RETRY_MAX_WAIT``) or the server's ``Retry-After``, within the attempts and the time
+  budget; then ``Ga4UnavailableError`` (a ``TransientError``) is raised so Pub/Sub
+  redelivers with its own backoff.
 - The environment is read once per instance, as ``requests`` read it: the proxy for the
   endpoint (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``, ``NO_PROXY`` honoured; a
   ``urllib3.ProxyManager`` then) and the CA bundle (``REQUESTS_CA_BUNDLE`` or
@@ -108,8 +109,9 @@ RETRY_MAX_WAIT = 8.0
 1, 2 and 4 s (7 s at most), well inside the default 20 s budget."""
 
 POOL_MAXSIZE = 16
-"""Connections kept per host: the forward function's concurrency per instance, so
-concurrent sends each reuse a connection instead of opening and dropping one."""
+"""Connections kept per host unless told (``pool_size``): the forward function's
+concurrency per instance (``THREADS``), so concurrent sends each reuse a connection
+instead of opening one, with its TLS handshake, and dropping it."""
 MAX_CACHED_TARGETS = 256
 """Request targets kept per client: one per measurement id and path, and the measurement
 ids are the configured streams; an unexpected flood of ids is encoded per request instead
@@ -216,7 +218,7 @@ def _never_sent(error: BaseException) -> bool:
     return any(isinstance(cause, _BEFORE_SENDING) for cause in _causes(error))
 
 
-def _proxy_for(endpoint: str) -> urllib3.PoolManager | None:
+def _proxy_for(endpoint: str, pool_size: int) -> urllib3.PoolManager | None:
     """The proxy manager for ``endpoint`` when the environment names a proxy for it, as
     requests chose one (``get_environ_proxies``: ``NO_PROXY`` first, then the scheme's
     proxy or ``ALL_PROXY``; a proxy without scheme is ``http://``; credentials in the
@@ -231,7 +233,7 @@ def _proxy_for(endpoint: str) -> urllib3.PoolManager | None:
     if auth:
         user, _, password = auth.partition(":")
         headers = urllib3.util.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
-    return urllib3.ProxyManager(proxy, proxy_headers=headers, **_pool_options())
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **_pool_options(pool_size))
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -248,20 +250,20 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-def _pool_options() -> dict[str, Any]:
+def _pool_options(pool_size: int) -> dict[str, Any]:
     return {
         "num_pools": 4,
-        "maxsize": POOL_MAXSIZE,
+        "maxsize": pool_size,
         "block": False,
         "retries": False,
         "ssl_context": _tls_context(),
     }
 
 
-def _pool_for(endpoint: str) -> urllib3.PoolManager:
+def _pool_for(endpoint: str, pool_size: int) -> urllib3.PoolManager:
     """The instance's one pool manager: through the environment's proxy for ``endpoint``,
-    or direct."""
-    return _proxy_for(endpoint) or urllib3.PoolManager(**_pool_options())
+    or direct; ``pool_size`` connections kept per host."""
+    return _proxy_for(endpoint, pool_size) or urllib3.PoolManager(**_pool_options(pool_size))
 
 
 def _requested_wait(error: BaseException) -> float | None:
@@ -283,7 +285,8 @@ class Ga4Client:
     ``jitter(low, high)`` draws each backoff wait (default ``random.uniform``). ``pool``
     replaces the pool manager built from the environment and is used as given (no proxy,
     CA bundle or pool size is added to it); tests pass a ``urllib3.PoolManager`` that
-    raises faults where urllib3 itself would raise them.
+    raises faults where urllib3 itself would raise them. ``pool_size`` is the connections
+    kept per host: the requests the instance serves at once (``THREADS``).
 
     Invariants: a request sent straight to the endpoint's connection pool carries exactly
     what ``PoolManager.urlopen`` would have sent (method, path and query, body, headers,
@@ -305,6 +308,7 @@ class Ga4Client:
         sleep: Callable[[float], None] | None = None,
         jitter: Callable[[float, float], float] | None = None,
         pool: urllib3.PoolManager | None = None,
+        pool_size: int = POOL_MAXSIZE,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
         self._default_secret = api_secret
@@ -325,7 +329,7 @@ class Ga4Client:
             sleep=sleep,
             uniform=jitter,
         )
-        self._pool = pool if pool is not None else _pool_for(self._endpoint)
+        self._pool = pool if pool is not None else _pool_for(self._endpoint, pool_size)
         self._direct = _routes_itself(self._pool)
         self._endpoint_pool: urllib3.HTTPConnectionPool | None = None
         self._targets: dict[tuple[str, str], str] = {}

@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 from google.api_core import exceptions
 
-__all__ = ["UnaryCall", "routing_metadata", "status_code"]
+__all__ = ["ServerStreamCall", "UnaryCall", "routing_metadata", "status_code"]
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -74,7 +74,7 @@ class UnaryCall:
         metadata: Metadata = (),
         absent: grpc.StatusCode | None = None,
     ) -> None:
-        self._stub = channel.unary_unary(
+        self._stub = self._multicallable(channel)(
             method,
             request_serializer=request_type.SerializeToString,
             response_deserializer=response_type.FromString,
@@ -84,16 +84,34 @@ class UnaryCall:
         self._absent = absent
         self._call = retry(self._attempt) if retry is not None else self._attempt
 
+    @staticmethod
+    def _multicallable(channel: Any) -> Any:
+        return channel.unary_unary
+
+    def _invoke(self, request: Any, timeout: float, metadata: Metadata) -> Any:
+        return self._stub(request, timeout=timeout, metadata=metadata)
+
     def __call__(self, request: Any, metadata: Metadata = ()) -> Any:
         deadline = time.monotonic() + self._timeout
         return self._call(request, (*self._metadata, *metadata), deadline)
 
     def _attempt(self, request: Any, metadata: Metadata, deadline: float) -> Any:
         try:
-            return self._stub(
-                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
-            )
+            return self._invoke(request, max(deadline - time.monotonic(), 0.001), metadata)
         except grpc.RpcError as error:
             if self._absent is not None and error.code() is self._absent:
                 return None
             raise exceptions.from_grpc_error(error) from error  # type: ignore[no-untyped-call]
+
+
+class ServerStreamCall(UnaryCall):
+    """A server-streaming method read to its end: ``call(request, metadata)`` -> the list
+    of responses. An error part-way through the stream fails the attempt, and a retry asks
+    again from the start, so only methods that change nothing (reads) belong here."""
+
+    @staticmethod
+    def _multicallable(channel: Any) -> Any:
+        return channel.unary_stream
+
+    def _invoke(self, request: Any, timeout: float, metadata: Metadata) -> Any:
+        return list(self._stub(request, timeout=timeout, metadata=metadata))

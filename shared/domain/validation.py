@@ -207,6 +207,9 @@ class Validation:
     body: dict[str, Any]
     """The repaired body (meaningless when not ``sendable``)."""
     messages: tuple[Message, ...] = field(default_factory=tuple)
+    encoded: bytes = b""
+    """``body`` as ``encode_body`` writes it: the bytes whose size was checked, so the
+    bytes to send (empty when the body could not be encoded)."""
 
     @property
     def sendable(self) -> bool:
@@ -560,26 +563,30 @@ class _Checker:
             kept[name] = checked[0]
         return kept
 
-    def size(self, body: dict[str, Any]) -> None:
+    def size(self, body: dict[str, Any]) -> bytes:
+        """The encoded body (empty if it cannot be encoded), fatal when GA4 would refuse
+        its size."""
         try:
-            size = len(encode_body(body))
+            encoded = encode_body(body)
         except ValueError:
             self.fatal("", Code.VALUE_INVALID, "the body holds a number JSON cannot encode")
-            return
+            return b""
+        size = len(encoded)
         if size >= BODY_LIMIT_BYTES:
             self.fatal(
                 "",
                 Code.VALUE_OUT_OF_BOUNDS,
                 f"the body is {size} bytes; it must be smaller than {BODY_LIMIT_BYTES}",
             )
+        return encoded
 
 
 def validate(body: object, now_micros: int | None = None) -> Validation:
     """Check every GA4 rule; with ``now_micros``, also GA4's 72-hour backdating limit."""
     checker = _Checker(now_micros)
     repaired = checker.body(body)
-    checker.size(repaired)
-    return Validation(body=repaired, messages=tuple(checker.messages))
+    encoded = checker.size(repaired)
+    return Validation(body=repaired, messages=tuple(checker.messages), encoded=encoded)
 
 
 def parse_body(raw: bytes) -> tuple[object, tuple[Message, ...]]:

@@ -55,7 +55,7 @@ from shared.domain.messages import (
     json_bytes,
     message_from_cloud_event,
 )
-from shared.domain.validation import MAX_BACKDATE_MICROS, Message, encode_body, validate
+from shared.domain.validation import MAX_BACKDATE_MICROS, Message, validate
 from shared.errors import (
     InvalidEvent,
     PermanentError,
@@ -213,7 +213,7 @@ class ForwardRuntime:
             )
         if self._destinations.destination_of(request.measurement_id) == DATA_MANAGER:
             return self._data_manager_body(request, validation.body, now)
-        body = encode_body(validation.body)
+        body = validation.encoded
         if self._validate_first:
             remote = self._sender.validate_remote(request.measurement_id, body)
             if remote:

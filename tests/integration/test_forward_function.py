@@ -415,3 +415,33 @@ def test_concurrent_records_each_commit_alone_with_their_own_outcomes(
     assert counter.failures() == Counter({"Commit:ALREADY_EXISTS": 2})
     stored = firestore.Client(project=PROJECT).collection(forwarded_in(unique)).stream()
     assert len(list(stored)) == 31
+
+
+def test_concurrent_lookups_share_a_read_and_each_get_their_own_answer(
+    clean_firestore: str, unique: str
+) -> None:
+    """Deliveries looking up the ledger at the same time are read together
+    (``BatchGetDocuments``), each answered as a read of its own would be: sent, uncertain,
+    not there, or not delivered (an unknown state); every lookup is still one billed read."""
+    writer = FirestoreForwardLedger(firestore.Client(project=PROJECT), forwarded_in(unique))
+    for n in range(0, 30, 3):
+        writer.record(MEASUREMENT_ID, f"e-{n}", "sent", NOW)
+    for n in range(1, 30, 3):
+        writer.record(MEASUREMENT_ID, f"e-{n}", "uncertain", NOW)
+    entry(unique, "e-2").set({"state": "sending"})
+    expected = {f"e-{n}": ("sent", "uncertain", None)[n % 3] for n in range(30)}
+    counter = RpcCounter()
+    store = FirestoreForwardLedger(counting_client(PROJECT, counter), forwarded_in(unique))
+    start = threading.Barrier(len(expected))
+
+    def lookup(event_id: str) -> str | None:
+        start.wait()
+        return store.delivered(MEASUREMENT_ID, event_id)
+
+    with ThreadPoolExecutor(len(expected)) as pool:
+        found = dict(zip(expected, pool.map(lookup, expected), strict=True))
+    assert found == expected
+    assert counter.documents() == Counter({"read": 30})
+    assert counter.calls()["BatchGetDocuments"] >= 1
+    assert sum(counter.calls().values()) < 30
+    assert store.cached == 20

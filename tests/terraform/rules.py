@@ -162,13 +162,22 @@ def entry_point_problems(config: Configuration, code: Code) -> list[str]:
 
 
 def environment_problems(config: Configuration, code: Code) -> list[str]:
-    """Each variable the settings read is set, plainly or from Secret Manager, never both."""
+    """Each variable the settings read is set, plainly or from Secret Manager, never both;
+    one a function's ``runtime_environment`` sets (``THREADS``, which functions-framework
+    reads too) counts as set."""
     environment = config.locals.get("settings_environment", {})
     secrets = config.locals.get("secrets", {})
+    per_function = {
+        name
+        for group in ("pipeline_functions", "inline_functions")
+        for spec in config.locals.get(group, {}).values()
+        if isinstance(spec.get("runtime_environment"), dict)
+        for name in spec["runtime_environment"]
+    }
     needed = set(code.settings_reads) - code.fallbacks
     problems = [
         f"{name} is read by the settings but never set"
-        for name in needed - set(environment) - set(secrets)
+        for name in needed - set(environment) - set(secrets) - per_function
     ]
     problems += [
         f"{name} is set but the settings never read it" for name in set(environment) - needed
@@ -527,3 +536,32 @@ def _logs_dead_letters_with_reason(package: Path) -> bool:
                 if dead_letter and "reason" in pairs:
                     return True
     return False
+
+
+def exclusion_problems(config: Configuration) -> list[str]:
+    """Log exclusions drop only Cloud Run's request entries of pushes the pipeline
+    functions acknowledged (2xx), and only when asked: never a function's own lines, the
+    entry of a refused, failed or timed-out request, nor an inline function's."""
+    exclusions = config.resources.get("google_logging_project_exclusion", {})
+    if not exclusions:
+        return ["no google_logging_project_exclusion for the pipeline's request logs"]
+    problems = []
+    for name, body in exclusions.items():
+        where = f"google_logging_project_exclusion.{name}"
+        if "var.exclude_pipeline_request_logs" not in str(body.get("count")):
+            problems.append(f"{where} must be created by var.exclude_pipeline_request_logs")
+        text = str(body.get("filter", ""))
+        named = re.fullmatch(r"\$\{local\.(\w+)\}", text)
+        if named:
+            text = str(config.locals.get(named.group(1), ""))
+        required = (
+            "cloud_run_revision",
+            "/logs/run.googleapis.com%2Frequests",
+            "local.pipeline_functions",
+            "httpRequest.status>=200",
+            "httpRequest.status<300",
+        )
+        problems += [f"{where}: the filter lacks {part}" for part in required if part not in text]
+        if re.search(r"\blocal\.(functions|inline_functions)\b", text):
+            problems.append(f"{where}: the filter must name the pipeline functions only")
+    return problems

@@ -100,6 +100,14 @@ def test_dead_letter_metric_reads_the_fields_the_functions_log(config: Configura
     assert rules.monitoring_problems(config, REPO / "shared") == []
 
 
+def test_log_exclusions_drop_only_acknowledged_pipeline_request_entries(
+    config: Configuration,
+) -> None:
+    """The request-log exclusion selects Cloud Run request entries of 2xx answers of resolve
+    and forward alone, behind its variable."""
+    assert rules.exclusion_problems(config) == []
+
+
 def test_archive_holds_main_the_shared_package_and_requirements(config: Configuration) -> None:
     """The source zip has main.py at its root with every shared module it imports."""
     assert rules.archive_problems(config, REPO) == []
@@ -253,6 +261,12 @@ DRIFTS = {
         'jsonPayload.event=\\"dead_lettered\\"',
         'jsonPayload.kind=\\"dead_lettered\\"',
     ),
+    "request logs excluded for every function": (
+        "logging.tf",
+        "local.pipeline_functions : ",
+        "local.functions : ",
+    ),
+    "failed requests' entries excluded too": ("logging.tf", '    "httpRequest.status<300",\n', ""),
 }
 
 
@@ -279,6 +293,8 @@ CHECKS = {
     "dead-letter metric on another field": lambda config, _: rules.monitoring_problems(
         config, REPO / "shared"
     ),
+    "request logs excluded for every function": lambda config, _: rules.exclusion_problems(config),
+    "failed requests' entries excluded too": lambda config, _: rules.exclusion_problems(config),
 }
 
 

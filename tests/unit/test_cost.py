@@ -1,8 +1,12 @@
 """The cost model's arithmetic on small fixed inputs: documents counted from requests,
-Pub/Sub bytes with the per-request minimum, compute from CPU and sizing, the monthly bill."""
+Pub/Sub bytes with the per-request minimum, compute from CPU and sizing, Cloud Logging
+entries and the lines the functions write, the monthly bill."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +21,9 @@ from google.cloud.firestore_v1.types import (
 )
 
 from benchmarks import cost
+from benchmarks.cost_bench import LogCounter, counting_logs
 from benchmarks.rpc_counter import request_documents
+from shared.logs import CloudLoggingFormatter, get_logger
 
 
 @pytest.fixture
@@ -42,6 +48,10 @@ def prices() -> cost.Prices:
         run_requests_per_million=0.40,
         run_free={"vcpu_seconds": 180_000, "gib_seconds": 360_000, "requests": 2_000_000},
         run_cpu_target=0.6,
+        logging_per_gib=0.50,
+        logging_free_gib=50,
+        logging_entry_overhead_bytes=700,
+        logging_request_entry_bytes=1000,
     )
 
 
@@ -56,6 +66,7 @@ def zero_usage(**figures: float) -> cost.Usage:
             "function_requests",
             "vcpu_seconds",
             "gib_seconds",
+            "log_bytes",
         ),
         0.0,
     )
@@ -164,6 +175,129 @@ def test_sparse_requests_are_each_billed_at_least_100_ms() -> None:
 def test_events_per_second_per_instance_follows_cpu_per_event() -> None:
     assert cost.events_per_second_per_instance(4.0) == 250.0
     assert cost.events_per_second_per_instance(4.0, vcpu=2.0) == 500.0
+
+
+# -------------------------------------------------------------------- Cloud Logging
+
+
+def test_terraform_scalar_defaults_are_read_unquoted(tmp_path: Path) -> None:
+    variables = tmp_path / "variables.tf"
+    variables.write_text(
+        'variable "log_level" {\n  type    = string\n  default = "WARNING"\n'
+        "  validation {\n    condition = true\n  }\n}\n\n"
+        'variable "exclude_pipeline_request_logs" {\n  type    = bool\n  default = true\n}\n'
+    )
+    assert cost.terraform_default("log_level", variables) == "WARNING"
+    assert cost.terraform_default("exclude_pipeline_request_logs", variables) == "true"
+    with pytest.raises(ValueError, match="region"):
+        cost.terraform_default("region", variables)
+
+
+def test_an_entry_bills_its_line_and_the_entrys_own_fields(prices) -> None:
+    assert cost.entry_bytes(cost.LogLines(lines=2.0, bytes=500.0), prices) == 500 + 2 * 700
+
+
+def test_request_entries_follow_function_requests_redeliveries_included(prices) -> None:
+    """One request entry per HTTP request, whether or not the function logs anything."""
+    functions = {
+        "resolve": cost.FunctionLogs(requests=1.25, acknowledged=1.0),
+        "forward": cost.FunctionLogs(requests=0.99, acknowledged=0.99),
+    }
+    billed = cost.billed_log_bytes(functions, prices)
+    assert billed.application == 0.0
+    assert billed.requests == pytest.approx((1.25 + 0.99) * 1000)
+    doubled = {name: replace(logs, requests=2 * logs.requests) for name, logs in functions.items()}
+    assert cost.billed_log_bytes(doubled, prices).requests == pytest.approx(2 * billed.requests)
+
+
+def _lines() -> dict[str, cost.LogLines]:
+    return {
+        "DEBUG": cost.LogLines(lines=3.0, bytes=600.0),
+        "INFO": cost.LogLines(lines=1.0, bytes=300.0),
+        "WARNING": cost.LogLines(lines=0.5, bytes=150.0),
+        "ERROR": cost.LogLines(lines=0.25, bytes=100.0),
+    }
+
+
+def test_lines_below_log_level_are_not_billed(prices) -> None:
+    functions = {"resolve": cost.FunctionLogs(requests=1.0, acknowledged=1.0, lines=_lines())}
+    info = cost.billed_log_bytes(functions, prices, level="INFO")
+    warning = cost.billed_log_bytes(functions, prices, level="WARNING")
+    assert info.application == pytest.approx(300 + 700 + 150 + 350 + 100 + 175)
+    assert warning.application == pytest.approx(150 + 350 + 100 + 175)
+    assert warning.requests == info.requests == 1000
+    with pytest.raises(ValueError, match="LOG_LEVEL"):
+        cost.billed_log_bytes(functions, prices, level="NOTICE")
+
+
+def test_the_exclusion_drops_acknowledged_request_entries_and_nothing_else(prices) -> None:
+    """Application entries stay whole, and so do the entries of failed requests."""
+    functions = {
+        "resolve": cost.FunctionLogs(requests=1.25, acknowledged=1.0, lines=_lines()),
+        "forward": cost.FunctionLogs(requests=1.0, acknowledged=1.0),
+    }
+    kept = cost.billed_log_bytes(functions, prices)
+    excluded = cost.billed_log_bytes(functions, prices, exclude_acknowledged_requests=True)
+    assert excluded.application == kept.application > 0
+    assert excluded.requests == pytest.approx(0.25 * 1000)
+    nothing_acknowledged = {"resolve": cost.FunctionLogs(requests=3.0, acknowledged=0.0)}
+    assert cost.billed_log_bytes(
+        nothing_acknowledged, prices, exclude_acknowledged_requests=True
+    ) == cost.billed_log_bytes(nothing_acknowledged, prices)
+
+
+def test_log_gib_are_billed_after_the_free_allotment_per_gib(prices) -> None:
+    usage = zero_usage(log_bytes=60 * 2**30 / 1_000_000)
+    listed = cost.monthly_bill(usage, 1_000_000, prices, free_tier=False)
+    free = cost.monthly_bill(usage, 1_000_000, prices, free_tier=True)
+    assert listed["cloud_logging"] == pytest.approx(60 * 0.50)
+    assert free["cloud_logging"] == pytest.approx((60 - 50) * 0.50)
+    assert listed["total"] == listed["cloud_logging"]
+    under = zero_usage(log_bytes=49 * 2**30 / 1_000_000)
+    assert cost.monthly_bill(under, 1_000_000, prices, free_tier=True)["cloud_logging"] == 0.0
+
+
+def test_the_log_counter_counts_what_the_functions_write_to_stdout() -> None:
+    """Lines and bytes by severity equal those of the functions' own stdout handler (newline
+    left out), and lines below the level are not written at all."""
+    stdout = io.StringIO()
+    written = logging.StreamHandler(stdout)
+    written.setFormatter(CloudLoggingFormatter())
+    log = get_logger("cost_test")
+    with counting_logs(LogCounter(), "INFO") as counter:
+        logging.getLogger("ga4_stitch").addHandler(written)
+        try:
+            log.debug("not written", extra={"event": "noise"})
+            log.info("resolved", extra={"event": "resolved", "client_id": "1.2", "late": False})
+            log.info("café %s", "ü", extra={"event": "forwarded", "measurement_id": "G-X"})
+            log.warning("dead-lettered", extra={"event": "dead_lettered", "reason": "bad"})
+        finally:
+            logging.getLogger("ga4_stitch").removeHandler(written)
+    lines = stdout.getvalue().splitlines()
+    by_severity: dict[str, list[str]] = {}
+    for line in lines:
+        by_severity.setdefault(line.split('"severity":"')[1].split('"')[0], []).append(line)
+    assert dict(counter.lines) == {"INFO": 2, "WARNING": 1}
+    assert dict(counter.bytes) == {
+        severity: sum(len(line.encode()) for line in group)
+        for severity, group in by_severity.items()
+    }
+    assert counter.per_event(2) == {
+        "INFO": cost.LogLines(lines=1.0, bytes=counter.bytes["INFO"] / 2),
+        "WARNING": cost.LogLines(lines=0.5, bytes=counter.bytes["WARNING"] / 2),
+    }
+
+
+def test_counting_logs_leaves_the_logger_as_it_found_it() -> None:
+    """Even when the block fails: the benchmark's other runs keep their quiet logger."""
+    logger = logging.getLogger("ga4_stitch")
+    before = (logger.level, list(logger.handlers))
+    inside = None
+    with contextlib.suppress(RuntimeError), counting_logs(LogCounter(), "WARNING") as counter:
+        inside = (logger.level, counter in logger.handlers)
+        raise RuntimeError("a delivery failed")
+    assert inside == (logging.WARNING, True)
+    assert (logger.level, list(logger.handlers)) == before
 
 
 # --------------------------------------------------------------------- the bill

@@ -955,3 +955,53 @@ def test_a_retry_is_logged_with_the_event_it_retries(
     assert record.attempt == 1  # type: ignore[attr-defined]
     assert record.wait_seconds == round(sleeps[0], 3)  # type: ignore[attr-defined]
     assert "503" in record.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("pool_size", "reconnects"), [(24, False), (8, True)])
+def test_concurrent_sends_keep_as_many_connections_as_the_pool_holds(
+    ga4: LocalGa4, sleeps: list[float], pool_size: int, reconnects: bool
+) -> None:
+    """Two rounds of 24 sends at once: a pool the size of the instance's concurrency
+    serves the second round on the first round's connections; a smaller one drops what
+    it cannot keep and opens new connections (each a TLS handshake against GA4)."""
+    client = client_for(ga4.url, sleeps, pool_size=pool_size)
+    concurrency = 24
+
+    def send_all() -> None:
+        ga4.delay_next(concurrency, 0.2)
+        start = threading.Barrier(concurrency)
+
+        def send(n: int) -> None:
+            start.wait()
+            client.send("G-TEST", VALID, event_id=f"e-{n}")
+
+        workers = [threading.Thread(target=send, args=(n,)) for n in range(concurrency)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    send_all()
+    pool = client._endpoint_pool
+    assert pool is not None
+    opened = pool.num_connections
+    assert opened == concurrency
+    send_all()
+    assert (pool.num_connections > opened) is reconnects
+    assert len(ga4.accepted()) == 2 * concurrency
+
+
+@pytest.mark.parametrize(("threads", "kept"), [({"THREADS": "80"}, 80), ({}, 16)])
+def test_the_deployed_client_keeps_a_connection_per_concurrent_request(
+    threads: dict[str, str], kept: int
+) -> None:
+    """``THREADS`` (functions-framework's concurrent requests, Terraform's concurrency)
+    sizes the client's pool; 16 without it."""
+    from shared import bootstrap
+    from shared.domain.datamanager import DestinationPlan
+    from shared.settings import Settings
+
+    environ = {"GOOGLE_CLOUD_PROJECT": "demo-p", "GA4_MEASUREMENT_ID": "G-T", "GA4_API_SECRET": "s"}
+    sender = bootstrap.ga4_sender(Settings.from_env(environ | threads), DestinationPlan())
+    assert isinstance(sender, Ga4Client)
+    assert sender._pool.connection_pool_kw["maxsize"] == kept

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.api_core import exceptions, retry
 
-from shared.adapters.rpc import UnaryCall, routing_metadata
+from shared.adapters.rpc import ServerStreamCall, UnaryCall, routing_metadata
 
 
 class Status(grpc.RpcError, grpc.Call):  # type: ignore[misc]
@@ -65,6 +65,18 @@ class Channel:
             return answer
 
         return call
+
+    def unary_stream(self, method: str, **serializers: Any) -> Callable[..., Any]:
+        """Each answer is a stream: a list of responses, an error ending it part-way."""
+        call = self.unary_unary(method, **serializers)
+
+        def stream(request: Any, *, timeout: float, metadata: Any) -> Any:
+            for response in call(request, timeout=timeout, metadata=metadata):
+                if isinstance(response, BaseException):
+                    raise response
+                yield response
+
+        return stream
 
 
 class Message:
@@ -155,3 +167,24 @@ def test_the_absent_status_is_an_answer_not_an_error() -> None:
     failing = Channel(Status(grpc.StatusCode.PERMISSION_DENIED, "no role"))
     with pytest.raises(exceptions.PermissionDenied):
         unary(failing, timeout=5.0, absent=grpc.StatusCode.NOT_FOUND)("request")
+
+
+def test_a_stream_is_read_to_its_end_and_retried_from_its_start() -> None:
+    """A stream that fails part-way is asked again whole: the answer is the second
+    stream's responses only, never the first's half followed by the second."""
+    policy = retry.Retry(
+        initial=0.0,
+        maximum=0.0,
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
+        timeout=5.0,
+    )
+    channel = Channel(["a", Status(grpc.StatusCode.UNAVAILABLE, "reset")], ["a", "b", "c"])
+    call = ServerStreamCall(
+        channel, "/pkg.Service/Stream", Message, Message, timeout=5.0, retry=policy
+    )
+    assert call("request") == ["a", "b", "c"]
+    assert len(channel.calls) == 2
+
+    refused = Channel(["a", Status(grpc.StatusCode.INVALID_ARGUMENT, "bad")])
+    with pytest.raises(exceptions.InvalidArgument):
+        ServerStreamCall(refused, "/pkg.Service/Stream", Message, Message, timeout=5.0)("request")

@@ -1,15 +1,21 @@
 """The Firestore calls on the functions' hot paths, as raw protobuf RPCs.
 
-``DocumentService`` reads one document (``GetDocument``), writes one (``write``: grouped
-with the instance's concurrent writes into one ``BatchWrite``, ``shared.adapters.grouping``)
-and commits several atomically (``Commit``), on the ``google.cloud.firestore.Client``'s
-own channel and metadata, through ``shared.adapters.rpc.UnaryCall`` (why, with the
-measured CPU: that module's docstring). Everything else (queries, transactions, identity
-links' readers, admin) keeps the library's API.
+``DocumentService`` reads one document (``get``: alone with ``GetDocument``, or grouped
+with the instance's concurrent reads into one ``BatchGetDocuments``), writes one
+(``write``: grouped with the instance's concurrent writes into one ``BatchWrite``; both
+through ``shared.adapters.grouping``) and commits several atomically (``Commit``), on the
+``google.cloud.firestore.Client``'s own channel and metadata, through
+``shared.adapters.rpc.UnaryCall`` (why, with the measured CPU: that module's docstring).
+Everything else (queries, transactions, identity links' readers, admin) keeps the
+library's API.
 
 Invariants:
 - What is billed is what the library's ``DocumentReference.get`` / ``WriteBatch.commit``
-  would bill: one read per ``get`` (found or missing), one write per ``Write``.
+  would bill: one read per ``get`` (found or missing, alone or grouped), one write per
+  ``Write``.
+- A grouped read answers each ``get`` with what a ``GetDocument`` of its own would have:
+  the document (only the fields asked for) or None. Reads asking for different fields
+  never share a request, nor do two reads of one document.
 - A ``write`` is applied on its own, with its own precondition and its own outcome, as a
   one-write ``Commit`` would be: ``BatchWrite`` applies each write independently and
   answers a status per write. Writes to one document are never grouped together.
@@ -29,13 +35,21 @@ import grpc
 from google.api_core import exceptions
 
 from shared.adapters.grouping import CallGroup
-from shared.adapters.rpc import UnaryCall, routing_metadata, status_code
+from shared.adapters.rpc import ServerStreamCall, UnaryCall, routing_metadata, status_code
 
 __all__ = ["DocumentService", "field_values", "version_order"]
 
 DEADLINE_SECONDS = 60.0
 MAX_GROUPED_WRITES = 100
 """Writes per ``BatchWrite`` (the API takes 500): about 300 kB of client documents."""
+MAX_GROUPED_READS = 100
+"""Documents per ``BatchGetDocuments`` (the API takes 1,000 names per request)."""
+_READ_RETRYABLE = (
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.ResourceExhausted,
+    exceptions.ServiceUnavailable,
+)
 
 
 def _retry(*retryable: type[Exception]) -> Any:
@@ -61,8 +75,14 @@ class DocumentService:
         metadata = tuple(client._rpc_metadata)
         by_database = (*metadata, routing_metadata("database", self.database))
 
-        def call(method: str, request: Any, response: Any, **options: Any) -> UnaryCall:
-            return UnaryCall(
+        def call(
+            method: str,
+            request: Any,
+            response: Any,
+            kind: type[UnaryCall] = UnaryCall,
+            **options: Any,
+        ) -> UnaryCall:
+            return kind(
                 channel,
                 f"/google.firestore.v1.Firestore/{method}",
                 request.pb(),
@@ -75,14 +95,17 @@ class DocumentService:
             "GetDocument",
             firestore.GetDocumentRequest,
             document.Document,
-            retry=_retry(
-                exceptions.DeadlineExceeded,
-                exceptions.InternalServerError,
-                exceptions.ResourceExhausted,
-                exceptions.ServiceUnavailable,
-            ),
+            retry=_retry(*_READ_RETRYABLE),
             metadata=metadata,
             absent=grpc.StatusCode.NOT_FOUND,
+        )
+        self._batch_get = call(
+            "BatchGetDocuments",
+            firestore.BatchGetDocumentsRequest,
+            firestore.BatchGetDocumentsResponse,
+            ServerStreamCall,
+            retry=_retry(*_READ_RETRYABLE),
+            metadata=by_database,
         )
         self._commit = call(
             "Commit",
@@ -101,12 +124,14 @@ class DocumentService:
             metadata=by_database,
         )
         self._get_request = firestore.GetDocumentRequest.pb()
+        self._batch_get_request = firestore.BatchGetDocumentsRequest.pb()
         self._commit_request = firestore.CommitRequest.pb()
         self._batch_write_request = firestore.BatchWriteRequest.pb()
         self._mask = common.DocumentMask.pb()
         self._writes: CallGroup[Any, Any] = CallGroup(
             self._write_each, max_items=MAX_GROUPED_WRITES, key=_document_name
         )
+        self._reads: dict[tuple[str, ...] | None, CallGroup[str, Any]] = {}
 
     def path(self, collection: str, document_id: str) -> str:
         """The full resource name of a document of a top-level collection."""
@@ -114,12 +139,38 @@ class DocumentService:
 
     def get(self, path: str, field_paths: Sequence[str] | None = None) -> Any | None:
         """The stored ``Document`` (only ``field_paths`` when given), or None if there is
-        none."""
-        if field_paths is None:
-            request = self._get_request(name=path)
-        else:
-            request = self._get_request(name=path, mask=self._mask(field_paths=field_paths))
-        return self._get(request, (routing_metadata("name", path),))
+        none; sent with the reads of the same fields that are waiting meanwhile."""
+        fields = None if field_paths is None else tuple(field_paths)
+        reads = self._reads.get(fields)
+        if reads is None:
+            reads = self._reads.setdefault(fields, self._read_group(fields))
+        return reads(path)
+
+    def _read_group(self, fields: tuple[str, ...] | None) -> CallGroup[str, Any]:
+        mask = None if fields is None else self._mask(field_paths=fields)
+
+        def read_each(paths: list[str]) -> list[Any]:
+            if len(paths) == 1:
+                return [
+                    self._get(
+                        self._get_request(name=paths[0], mask=mask),
+                        (routing_metadata("name", paths[0]),),
+                    )
+                ]
+            return self._read_together(paths, mask)
+
+        return CallGroup(read_each, max_items=MAX_GROUPED_READS, key=str)
+
+    def _read_together(self, paths: list[str], mask: Any) -> list[Any]:
+        """One ``BatchGetDocuments`` for ``paths``: about 0.27 ms of CPU per document for
+        four, 0.17 for eight, against 0.45 for a ``GetDocument`` each and 0.93 for a
+        stream of one (measured on the emulator), so a read alone stays unary."""
+        request = self._batch_get_request(database=self.database, documents=paths, mask=mask)
+        found: dict[str, Any] = {}
+        for response in self._batch_get(request):
+            if response.HasField("found"):
+                found[response.found.name] = response.found
+        return [found.get(path) for path in paths]
 
     def write(self, write: Any) -> Any:
         """Applies one ``Write``; its ``WriteResult``, or the api_core error of its status."""

@@ -6,8 +6,8 @@ the ``update_time`` it last wrote for a client, and commits the next state with 
 ``documents.DocumentService``). The cache holds documents in their stored, compressed form
 (about 2.5 kB a client, against some 70 kB decoded), so a large cache fits a small
 instance; decoding one on a hit costs a fraction of a millisecond, far less than a read.
-A cache miss adds one ``GetDocument`` (two RPCs). When another instance or a concurrent delivery
-wrote first, the precondition fails, the cache entry is dropped and the caller decides
+A cache miss adds one read (two RPCs; concurrent misses share a ``BatchGetDocuments``).
+When another instance or a concurrent delivery wrote first, the precondition fails, the cache entry is dropped and the caller decides
 again on fresh state (``ConcurrentUpdate``). So concurrent deliveries for one client can
 never open two sessions or lose an update, without the three RPCs (begin, read, commit)
 and pessimistic locks of a transaction.
