@@ -23,6 +23,17 @@ rule of the page ``prices.json`` cites for it:
   are ``instance_seconds * vcpu`` and GiB-seconds ``instance_seconds * memory``.
   ``isolated_ceiling`` gives the other extreme (traffic so sparse no two requests
   overlap: each one billed alone, rounded up to 100 ms).
+- Cloud Logging bills the log entries it stores in log buckets, per GiB (binary units),
+  after a free allotment per project per month; 30 days of storage are included, and the
+  ``_Default`` bucket keeps 30. A function's JSON line on stdout is one entry: the line's
+  bytes plus the entry's own fields (resource type and labels, timestamps, severity,
+  logName, insertId, labels), ``logging_entry_overhead_bytes``. Cloud Run writes one more
+  entry per HTTP request, so per push delivery, whatever the function logs:
+  ``logging_request_entry_bytes``. No page gives the billed size of an entry ("the actual
+  size of the log entries prior to indexing"): both sizes are estimates counted from a
+  real entry (``prices.json``). Lines below LOG_LEVEL are never written; the request-log
+  exclusion (``terraform/logging.tf``) drops the entries of acknowledged (2xx) requests
+  and no other.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +79,16 @@ class Prices:
     run_requests_per_million: float
     run_free: Mapping[str, float]
     run_cpu_target: float
+    logging_per_gib: float
+    logging_free_gib: float
+    logging_entry_overhead_bytes: int
+    logging_request_entry_bytes: int
 
 
 def load_prices(path: Path = PRICES) -> Prices:
     data = json.loads(path.read_text(encoding="utf-8"))
     firestore, pubsub, run = data["firestore"], data["pubsub"], data["cloud_run"]
+    logs = data["cloud_logging"]
     return Prices(
         firestore_read_per_100k=firestore["read_per_100k"],
         firestore_write_per_100k=firestore["write_per_100k"],
@@ -92,6 +108,10 @@ def load_prices(path: Path = PRICES) -> Prices:
         run_requests_per_million=run["requests_per_million"],
         run_free=run["free_per_month"],
         run_cpu_target=run["autoscaling_cpu_target"],
+        logging_per_gib=logs["ingestion_per_gib"],
+        logging_free_gib=logs["free_gib_per_project_month"],
+        logging_entry_overhead_bytes=logs["container_entry_overhead_bytes"],
+        logging_request_entry_bytes=logs["request_entry_bytes"],
     )
 
 
@@ -147,6 +167,21 @@ def parse_memory_gib(text: str) -> float:
         raise ValueError(f"memory must look like 512Mi or 1Gi, got {text!r}")
     amount = int(match.group(1))
     return amount / 1024 if match.group(2) == "Mi" else float(amount)
+
+
+def terraform_default(name: str, path: Path = VARIABLES) -> str:
+    """The literal default of a scalar ``variable "<name>"`` (``log_level``: ``INFO``;
+    a bool: ``true``), quotes removed."""
+    text = path.read_text(encoding="utf-8")
+    start = text.find(f'variable "{name}"')
+    if start < 0:
+        raise ValueError(f"no variable {name!r} in {path}")
+    end = text.find("\nvariable ", start + 1)
+    block = text[start : end if end > 0 else len(text)]
+    match = re.search(r'^\s*default\s*=\s*"?([^"\n]*?)"?\s*$', block, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"no scalar default for {name} in {path}")
+    return match.group(1)
 
 
 def terraform_sizing(name: str, path: Path = VARIABLES) -> Sizing:
@@ -209,6 +244,80 @@ def events_per_second_per_instance(cpu_ms_per_event: float, vcpu: float = 1.0) -
     return 1000 * vcpu / cpu_ms_per_event if cpu_ms_per_event > 0 else math.inf
 
 
+# -------------------------------------------------------------------- Cloud Logging
+
+SEVERITY_RANK = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+"""Python's level names, which ``CloudLoggingFormatter`` writes as the entry's severity."""
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """Application log lines at one severity and their JSON bytes (as written to stdout,
+    without the newline), both per event."""
+
+    lines: float
+    bytes: float
+
+
+@dataclass(frozen=True)
+class FunctionLogs:
+    """What one function makes Cloud Logging ingest per event: its application lines by
+    severity (at the level it ran with), and its HTTP requests, each one Cloud Run request
+    entry. ``acknowledged`` <= ``requests``: the requests answered 2xx (one per message
+    the function acknowledged); the rest failed and were redelivered."""
+
+    requests: float
+    acknowledged: float
+    lines: Mapping[str, LogLines] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogBytes:
+    """Billed Cloud Logging bytes per event: application entries and request entries."""
+
+    application: float
+    requests: float
+
+    @property
+    def total(self) -> float:
+        return self.application + self.requests
+
+
+def entry_bytes(lines: LogLines, prices: Prices) -> float:
+    """The billed bytes of the entries ``lines`` become: each line's JSON plus the
+    entry's own fields."""
+    return lines.bytes + lines.lines * prices.logging_entry_overhead_bytes
+
+
+def billed_log_bytes(
+    functions: Mapping[str, FunctionLogs],
+    prices: Prices,
+    *,
+    level: str = DEFAULT_LOG_LEVEL,
+    exclude_acknowledged_requests: bool = False,
+) -> LogBytes:
+    """Per event, what the functions' logs bill at LOG_LEVEL ``level`` (lines below it are
+    never written; a severity not in ``SEVERITY_RANK`` is always kept; a level below the
+    one the lines were counted at adds none), with or without the exclusion of request
+    entries of acknowledged requests. The exclusion never touches application entries,
+    nor the request entries of failed requests."""
+    if level not in SEVERITY_RANK:
+        raise ValueError(f"LOG_LEVEL must be one of {sorted(SEVERITY_RANK)}, got {level!r}")
+    floor = SEVERITY_RANK[level]
+    application = sum(
+        entry_bytes(lines, prices)
+        for logs in functions.values()
+        for severity, lines in logs.lines.items()
+        if SEVERITY_RANK.get(severity, math.inf) >= floor
+    )
+    entries = sum(
+        logs.requests - (logs.acknowledged if exclude_acknowledged_requests else 0.0)
+        for logs in functions.values()
+    )
+    return LogBytes(application, entries * prices.logging_request_entry_bytes)
+
+
 # ------------------------------------------------------------------------- the bill
 
 
@@ -226,6 +335,8 @@ class Usage:
     function_requests: float
     vcpu_seconds: float
     gib_seconds: float
+    log_bytes: float
+    """Billed Cloud Logging bytes: application entries and Cloud Run request entries."""
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
@@ -243,14 +354,16 @@ LINES = (
     "run_vcpu",
     "run_memory",
     "run_requests",
+    "cloud_logging",
 )
 
 
 def monthly_bill(usage: Usage, events: int, prices: Prices, *, free_tier: bool) -> dict[str, float]:
     """USD per line for ``events`` in one month, and ``total``. ``free_tier``: subtract
     each free allowance (Firestore's daily ones over ``DAYS_PER_MONTH`` days, for one
-    database; Pub/Sub's and Cloud Run's monthly ones, for the whole billing account) as
-    if this pipeline were the only user."""
+    database; Pub/Sub's and Cloud Run's monthly ones, for the whole billing account;
+    Cloud Logging's monthly one, for the project) as if this pipeline were the only
+    user."""
     month = usage.times(events)
 
     def over(amount: float, free: float) -> float:
@@ -279,6 +392,8 @@ def monthly_bill(usage: Usage, events: int, prices: Prices, *, free_tier: bool) 
         "run_requests": over(month.function_requests, prices.run_free["requests"])
         / 1_000_000
         * prices.run_requests_per_million,
+        "cloud_logging": over(month.log_bytes / GIB, prices.logging_free_gib)
+        * prices.logging_per_gib,
     }
     bill["total"] = sum(bill.values())
     return {line: round(value, 4) for line, value in bill.items()}

@@ -17,19 +17,28 @@ Firestore emulator, every Firestore client behind its own ``RpcCounter``:
 Measured: Firestore documents read / written / deleted (``RpcCounter.documents``), the
 bytes of every Pub/Sub message, CPU time of each function's work in this process
 (``time.process_time``), the CPU functions-framework spends on one push request (a no-op
-function behind ``functions_framework.create_app``, through Flask's test client), and the
-document bytes left in the database. ``benchmarks/cost.py`` turns them into a monthly
-bill with ``benchmarks/prices.json``. When ``results/e2e.json`` holds per-process CPU, it
-is reported beside the in-process figure as a cross-check.
+function behind ``functions_framework.create_app``, through Flask's test client), the
+document bytes left in the database, and the log lines each function writes at the
+deployed LOG_LEVEL (``LogCounter``: formatted by the functions' own
+``CloudLoggingFormatter``, counted by severity; the CPU the formatting takes is left out of
+the function's, which has never included its log output), and the HTTP requests each
+function answered, acknowledged or not (Cloud Run writes a request log entry for each).
+``benchmarks/cost.py`` turns them into a monthly bill with ``benchmarks/prices.json``.
+When ``results/e2e.json`` holds per-process CPU, it is reported beside the in-process
+figure as a cross-check.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,7 @@ from shared.adapters.firestore.ledger import LEDGER_TTL_MICROS, FirestoreForward
 from shared.domain.measurement import PayloadRules
 from shared.domain.messages import OutgoingMessage, message_from_cloud_event
 from shared.errors import InvalidEvent, TransientError
+from shared.logs import CloudLoggingFormatter
 from shared.services.forward import ForwardRuntime
 from shared.settings import Settings
 
@@ -54,6 +64,15 @@ MEASUREMENT_ID = "G-BENCH00001"
 FRAMEWORK_REQUESTS, QUICK_FRAMEWORK_REQUESTS = 3000, 300
 RETRIES = 20
 MONTH_DAYS = 30.4
+LOGGER = "ga4_stitch"
+LOG_SETTINGS = {
+    "info": ("INFO", False),
+    "warning": ("WARNING", False),
+    "info_excluded": ("INFO", True),
+    "warning_excluded": ("WARNING", True),
+}
+"""Name -> (LOG_LEVEL, request entries of acknowledged pushes excluded) priced for each
+design."""
 NOOP_FUNCTION = """import functions_framework
 
 from shared.adapters.push import delivery
@@ -89,6 +108,60 @@ class NoGa4:
         return []
 
 
+class LogCounter(logging.Handler):
+    """Counts, by severity, the lines a function's records become on stdout and their
+    bytes, formatted by the functions' own ``CloudLoggingFormatter`` (the newline left
+    out: Cloud Logging does not keep it). ``cpu_seconds`` is the CPU the formatting took,
+    so a caller timing the function can leave it out. Prints nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(CloudLoggingFormatter())
+        self.lines: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.cpu_seconds = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        began = time.process_time()
+        line = self.format(record)
+        self.lines[record.levelname] += 1
+        self.bytes[record.levelname] += len(line.encode())
+        self.cpu_seconds += time.process_time() - began
+
+    def per_event(self, events: int) -> dict[str, cost.LogLines]:
+        """Lines and bytes per event by severity, over ``events`` events."""
+        return {
+            severity: cost.LogLines(lines=count / events, bytes=self.bytes[severity] / events)
+            for severity, count in sorted(self.lines.items())
+        }
+
+
+@contextmanager
+def counting_logs(counter: LogCounter, level: str) -> Iterator[LogCounter]:
+    """``counter`` on the ``ga4_stitch`` logger at LOG_LEVEL ``level`` for the block, as
+    ``shared.logs.configure`` sets it up in a function; the logger's level and handlers are
+    what they were afterwards."""
+    logger = logging.getLogger(LOGGER)
+    previous = logger.level
+    logger.setLevel(level)
+    logger.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(previous)
+
+
+@dataclass
+class Delivered:
+    """What delivering messages to one function took: HTTP requests, and the messages it
+    acknowledged (one 2xx answer each; every other request failed, and Pub/Sub pushed
+    the message again). ``acknowledged <= requests``."""
+
+    requests: int = 0
+    acknowledged: int = 0
+
+
 def envelope(
     data: bytes, message_id: str, attributes: Mapping[str, str], ordering_key: str | None
 ) -> dict[str, Any]:
@@ -106,10 +179,12 @@ def envelope(
 
 def run(env: BenchEnv, *, quick: bool, work: Path, results: Path | None = None) -> dict[str, Any]:
     prices = cost.load_prices()
+    log_level = cost.terraform_default("log_level")
+    excluded = cost.terraform_default("exclude_pipeline_request_logs") == "true"
     stream = make_stream(QUICK_PEOPLE if quick else PEOPLE, seed=SEED)
     raw = _raw_messages(stream)
-    stitch = _stitch(env, stream, raw, prices)
-    baseline = _baseline(env, stream, raw, prices)
+    stitch = _stitch(env, stream, raw, prices, log_level)
+    baseline = _baseline(env, stream, raw, prices, log_level)
     framework = _framework_cpu_ms(
         work, raw, QUICK_FRAMEWORK_REQUESTS if quick else FRAMEWORK_REQUESTS
     )
@@ -118,8 +193,12 @@ def run(env: BenchEnv, *, quick: bool, work: Path, results: Path | None = None) 
         "forward": cost.terraform_sizing("forward_function"),
     }
     usage = {
-        "stitch": _usage(stitch, framework, sizing, prices),
-        "baseline": _usage(baseline, framework, {"resolve": sizing["resolve"]}, prices),
+        "stitch": _usage(
+            stitch, framework, sizing, prices, level=log_level, exclude_acknowledged=excluded
+        ),
+        "baseline": _usage(
+            baseline, framework, {"resolve": sizing["resolve"]}, prices, level=log_level
+        ),
     }
     table = cost.monthly_table(usage, prices)
     e2e = _e2e_cpu(results)
@@ -130,12 +209,22 @@ def run(env: BenchEnv, *, quick: bool, work: Path, results: Path | None = None) 
         "sizing": {name: vars(each) for name, each in sizing.items()},
         "cpu_model": "in-process CPU of each function's work + functions-framework's CPU "
         "per push request; instance time = CPU / (vCPU x 60% autoscaling target)",
+        "log_setup": {
+            "log_level": log_level,
+            "stitch_request_logs_excluded": excluded,
+            "baseline_request_logs_excluded": False,
+            "free_gib_per_project_month": prices.logging_free_gib,
+        },
         "designs": {"stitch": stitch, "baseline": baseline},
         "usage_per_event": {name: each.to_json() for name, each in usage.items()},
         "per_million_events": {
             name: each.times(1_000_000).to_json() for name, each in usage.items()
         },
         "monthly": table,
+        "logging": {
+            name: _logging(design, usage[name], prices)
+            for name, design in (("stitch", stitch), ("baseline", baseline))
+        },
         "events_per_second_per_instance": _throughput(stitch, baseline, framework, e2e),
         "e2e_process_cpu_ms_per_event": e2e,
         "isolated_ceiling_per_million": {
@@ -199,16 +288,18 @@ def _timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
     return value, time.process_time() - cpu, time.perf_counter() - wall
 
 
-def _deliver(handle: Callable[[dict[str, Any], str], Any], body: dict[str, Any], mid: str) -> int:
-    """Deliver until acknowledged (a ``TransientError`` is Pub/Sub's redelivery); the
-    number of requests it took."""
+def _deliver(
+    handle: Callable[[dict[str, Any], str], Any], body: dict[str, Any], mid: str
+) -> tuple[int, bool]:
+    """Deliver until acknowledged (a ``TransientError`` is Pub/Sub's redelivery): the
+    number of requests it took, and whether the last one acknowledged the message."""
     for attempt in range(1, RETRIES + 1):
         try:
             handle(body, mid)
         except TransientError:
             continue
-        return attempt
-    return RETRIES
+        return attempt, True
+    return RETRIES, False
 
 
 def _deliver_all(
@@ -216,17 +307,19 @@ def _deliver_all(
     messages: Sequence[tuple[bytes, Mapping[str, str], str | None]],
     prefix: str,
     latencies: list[float],
-) -> int:
-    """Deliver every (data, attributes, ordering key) in order; the requests it took, and
-    each delivery's wall time appended to ``latencies``."""
-    requests = 0
+) -> Delivered:
+    """Deliver every (data, attributes, ordering key) in order; the requests it took and
+    the messages acknowledged, and each delivery's wall time appended to ``latencies``."""
+    delivered = Delivered()
     for number, (data, attributes, ordering_key) in enumerate(messages, start=1):
         mid = f"{prefix}{number}"
         body = envelope(data, mid, attributes, ordering_key)
         began = time.perf_counter()
-        requests += _deliver(handle, body, mid)
+        requests, acknowledged = _deliver(handle, body, mid)
+        delivered.requests += requests
+        delivered.acknowledged += acknowledged
         latencies.append(time.perf_counter() - began)
-    return requests
+    return delivered
 
 
 def _deliveries(
@@ -236,7 +329,11 @@ def _deliveries(
 
 
 def _stitch(
-    env: BenchEnv, stream: Stream, raw: Sequence[Mapping[str, Any]], prices: cost.Prices
+    env: BenchEnv,
+    stream: Stream,
+    raw: Sequence[Mapping[str, Any]],
+    prices: cost.Prices,
+    log_level: str,
 ) -> dict[str, Any]:
     prefix = env.fresh_prefix("cost_stitch")
     settings = Settings(project=PROJECT, collection_prefix=prefix)
@@ -244,9 +341,10 @@ def _stitch(
     publisher = CapturingPublisher()
     resolver = stitch_runtime(resolve_counter, settings, stream.now_micros, publisher)
     resolve_latencies: list[float] = []
-    resolve_requests, resolve_cpu, _ = _timed(
-        lambda: _deliver_all(resolver.handle, _deliveries(raw), "r", resolve_latencies)
-    )
+    with counting_logs(LogCounter(), log_level) as resolve_logs:
+        resolved, resolve_cpu, _ = _timed(
+            lambda: _deliver_all(resolver.handle, _deliveries(raw), "r", resolve_latencies)
+        )
     topics = settings.topics
     by_topic: dict[str, list[OutgoingMessage]] = {}
     for message in publisher.published:
@@ -267,9 +365,10 @@ def _stitch(
     )
     forward_latencies: list[float] = []
     published = [(m.data, m.attributes, m.ordering_key) for m in enriched]
-    forward_requests, forward_cpu, _ = _timed(
-        lambda: _deliver_all(forwarder.handle, published, "f", forward_latencies)
-    )
+    with counting_logs(LogCounter(), log_level) as forward_logs:
+        forwarded, forward_cpu, _ = _timed(
+            lambda: _deliver_all(forwarder.handle, published, "f", forward_latencies)
+        )
     stored = _stored_bytes(prefix, ledger=settings.collection("forwarded"))
 
     def as_dicts(messages: Sequence[OutgoingMessage]) -> list[dict[str, Any]]:
@@ -287,24 +386,37 @@ def _stitch(
             "forward": _documents(forward_counter, deliveries),
         },
         "pubsub": {
-            "raw_events": _topic(prices, _sizes(raw, prices), resolve_requests),
-            "enriched_events": _topic(prices, _sizes(as_dicts(enriched), prices), forward_requests),
+            "raw_events": _topic(prices, _sizes(raw, prices), resolved.requests),
+            "enriched_events": _topic(
+                prices, _sizes(as_dicts(enriched), prices), forwarded.requests
+            ),
             "identity_links": _topic(
                 prices, _sizes(as_dicts(by_topic.get(topics.identity_links, [])), prices), 0
             ),
             "dead_letters": _topic(prices, _sizes(as_dicts(dead), prices), 0),
         },
         "functions": {
-            "resolve": _function(resolve_requests, resolve_cpu, resolve_latencies, deliveries),
-            "forward": _function(forward_requests, forward_cpu, forward_latencies, deliveries),
+            "resolve": _function(
+                resolved, resolve_cpu, resolve_latencies, deliveries, resolve_logs
+            ),
+            "forward": _function(
+                forwarded, forward_cpu, forward_latencies, deliveries, forward_logs
+            ),
         },
         "stored_bytes": stored,
     }
 
 
 def _baseline(
-    env: BenchEnv, stream: Stream, raw: Sequence[Mapping[str, Any]], prices: cost.Prices
+    env: BenchEnv,
+    stream: Stream,
+    raw: Sequence[Mapping[str, Any]],
+    prices: cost.Prices,
+    log_level: str,
 ) -> dict[str, Any]:
+    """The guides' function writes no log line (``benchmarks/baseline.py`` has no logger):
+    its lines, counted as ga4-stitch's are, come to none, and only Cloud Run's request
+    entries are billed for it."""
     prefix = env.fresh_prefix("cost_baseline")
     counter = RpcCounter()
     resolver = BaselineResolver(counting_client(PROJECT, counter), collection_prefix=prefix)
@@ -324,15 +436,16 @@ def _baseline(
             return
         json.dumps(line["request"], separators=(",", ":")).encode()
 
-    requests, cpu_seconds, _ = _timed(
-        lambda: _deliver_all(handle, _deliveries(raw), "b", latencies)
-    )
+    with counting_logs(LogCounter(), log_level) as logs:
+        delivered, cpu_seconds, _ = _timed(
+            lambda: _deliver_all(handle, _deliveries(raw), "b", latencies)
+        )
     deliveries = len(raw)
     return {
         "deliveries": deliveries,
         "firestore": {"resolve": _documents(counter, deliveries)},
-        "pubsub": {"raw_events": _topic(prices, _sizes(raw, prices), requests)},
-        "functions": {"resolve": _function(requests, cpu_seconds, latencies, deliveries)},
+        "pubsub": {"raw_events": _topic(prices, _sizes(raw, prices), delivered.requests)},
+        "functions": {"resolve": _function(delivered, cpu_seconds, latencies, deliveries, logs)},
         "stored_bytes": _stored_bytes(prefix, ledger=None),
     }
 
@@ -350,12 +463,25 @@ def _documents(counter: RpcCounter, deliveries: int) -> dict[str, Any]:
 
 
 def _function(
-    requests: int, cpu_seconds: float, latencies: Sequence[float], deliveries: int
+    delivered: Delivered,
+    cpu_seconds: float,
+    latencies: Sequence[float],
+    deliveries: int,
+    logs: LogCounter,
 ) -> dict[str, Any]:
+    """One function's figures per delivery of the stream; its CPU without the formatting
+    of its log lines (``log_format_cpu_ms_per_request``)."""
+    requests = max(1, delivered.requests)
     return {
-        "requests": round(requests / deliveries, 4),
-        "cpu_ms_per_request": round(1000 * cpu_seconds / max(1, requests), 4),
+        "requests": round(delivered.requests / deliveries, 4),
+        "acknowledged": round(delivered.acknowledged / deliveries, 4),
+        "cpu_ms_per_request": round(1000 * (cpu_seconds - logs.cpu_seconds) / requests, 4),
+        "log_format_cpu_ms_per_request": round(1000 * logs.cpu_seconds / requests, 4),
         "latency_ms_p50": round(1000 * statistics.median(latencies), 3) if latencies else 0.0,
+        "logs": {
+            severity: {"lines": round(lines.lines, 4), "bytes": round(lines.bytes, 2)}
+            for severity, lines in logs.per_event(deliveries).items()
+        },
     }
 
 
@@ -408,11 +534,29 @@ def _framework_cpu_ms(work: Path, raw: Sequence[Mapping[str, Any]], requests: in
 # ---------------------------------------------------------------------- the model
 
 
+def _function_logs(design: Mapping[str, Any]) -> dict[str, cost.FunctionLogs]:
+    """Each function's ``cost.FunctionLogs`` per event, from its measured figures."""
+    return {
+        name: cost.FunctionLogs(
+            requests=figures["requests"],
+            acknowledged=figures["acknowledged"],
+            lines={
+                severity: cost.LogLines(lines=line["lines"], bytes=line["bytes"])
+                for severity, line in figures["logs"].items()
+            },
+        )
+        for name, figures in design["functions"].items()
+    }
+
+
 def _usage(
     design: dict[str, Any],
     framework_ms: float,
     sizing: Mapping[str, cost.Sizing],
     prices: cost.Prices,
+    *,
+    level: str,
+    exclude_acknowledged: bool = False,
 ) -> cost.Usage:
     deliveries = design["deliveries"]
     reads = writes = deletes = 0.0
@@ -444,7 +588,57 @@ def _usage(
         function_requests=sum(c.requests for c in compute),
         vcpu_seconds=sum(c.vcpu_seconds for c in compute),
         gib_seconds=sum(c.gib_seconds for c in compute),
+        log_bytes=cost.billed_log_bytes(
+            _function_logs(design),
+            prices,
+            level=level,
+            exclude_acknowledged_requests=exclude_acknowledged,
+        ).total,
     )
+
+
+def _logging(design: Mapping[str, Any], usage: cost.Usage, prices: cost.Prices) -> dict[str, Any]:
+    """One design's Cloud Logging: entries per event, GiB per 1M events by kind, and under
+    each of ``LOG_SETTINGS`` the monthly Cloud Logging line and total bill (list prices and
+    after the free tiers), the rest of ``usage`` unchanged."""
+    logs = _function_logs(design)
+
+    def gib(per_event: float) -> float:
+        return round(per_event * 1_000_000 / cost.GIB, 3)
+
+    info = cost.billed_log_bytes(logs, prices, level="INFO")
+    warning = cost.billed_log_bytes(logs, prices, level="WARNING")
+    excluded = cost.billed_log_bytes(logs, prices, exclude_acknowledged_requests=True)
+    settings: dict[str, Any] = {}
+    for name, (level, exclude) in LOG_SETTINGS.items():
+        billed = cost.billed_log_bytes(
+            logs, prices, level=level, exclude_acknowledged_requests=exclude
+        )
+        variant = replace(usage, log_bytes=billed.total)
+        monthly = []
+        for events in cost.MONTHLY_EVENTS:
+            row: dict[str, Any] = {"events_per_month": events}
+            for key, free_tier in (("list", False), ("free_tier", True)):
+                bill = cost.monthly_bill(variant, events, prices, free_tier=free_tier)
+                row[key] = {"cloud_logging": bill["cloud_logging"], "total": bill["total"]}
+            monthly.append(row)
+        settings[name] = {"gib_per_million_events": gib(billed.total), "monthly": monthly}
+    return {
+        "entries_per_event": {
+            "application": round(
+                sum(line.lines for each in logs.values() for line in each.lines.values()), 4
+            ),
+            "requests": round(sum(each.requests for each in logs.values()), 4),
+            "acknowledged_requests": round(sum(each.acknowledged for each in logs.values()), 4),
+        },
+        "gib_per_million_events": {
+            "application_info": gib(info.application),
+            "application_warning": gib(warning.application),
+            "requests": gib(info.requests),
+            "requests_after_exclusion": gib(excluded.requests),
+        },
+        "settings": settings,
+    }
 
 
 def _e2e_cpu(results: Path | None) -> dict[str, float] | None:
@@ -506,8 +700,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
         ("pubsub_bytes", "Pub/Sub billed GiB per 1M events"),
         ("function_requests", "function requests per 1M events"),
         ("vcpu_seconds", "vCPU-seconds per 1M events"),
+        ("log_bytes", "Cloud Logging billed GiB per 1M events (as deployed)"),
     ):
-        scale = 1 / cost.GIB if key == "pubsub_bytes" else 1
+        scale = 1 / cost.GIB if key in ("pubsub_bytes", "log_bytes") else 1
         b, o = round(base[key] * scale, 2), round(ours[key] * scale, 2)
         table.append(Row("cost", label, b, o, ratio(o, b), "", ""))
     for row in result["monthly"]:
@@ -525,6 +720,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
                     "",
                 )
             )
+    table += _logging_rows(result)
     throughput = result["events_per_second_per_instance"]
     resolve = throughput["stitch/resolve"]["saturated"]
     table.append(
@@ -534,6 +730,74 @@ def rows(result: dict[str, Any]) -> list[Row]:
             throughput["baseline/resolve"]["saturated"],
             f"{resolve:.0f}, {throughput['stitch/forward']['saturated']:.0f}",
             ratio(resolve, throughput["baseline/resolve"]["saturated"]),
+            "",
+            "",
+        )
+    )
+    return table
+
+
+def _setting_label(name: str) -> str:
+    """``INFO``, ``WARNING + exclusion``...: one of ``LOG_SETTINGS`` as the tables say it."""
+    level, excluded = LOG_SETTINGS[name]
+    return f"{level} + exclusion" if excluded else level
+
+
+def _logging_dollars(design: Mapping[str, Any], index: int) -> str:
+    """Cloud Logging's line after the free tiers at ``MONTHLY_EVENTS[index]``, under each
+    of ``LOG_SETTINGS`` in order."""
+    return " / ".join(
+        _money(design["settings"][name]["monthly"][index]["free_tier"]["cloud_logging"])
+        for name in LOG_SETTINGS
+    )
+
+
+def _logging_rows(result: dict[str, Any]) -> list[Row]:
+    """Cloud Logging's split (application entries at INFO and WARNING, request entries
+    with and without the exclusion), its monthly dollars under each setting, and its share
+    of the bill as deployed."""
+    logs = result["logging"]
+    base, ours = logs["baseline"], logs["stitch"]
+    table = []
+    for key, label in (
+        ("application_info", "application log GiB per 1M events, LOG_LEVEL=INFO"),
+        ("application_warning", "application log GiB per 1M events, LOG_LEVEL=WARNING"),
+        ("requests", "Cloud Run request log GiB per 1M events (an entry per function request)"),
+        (
+            "requests_after_exclusion",
+            "Cloud Run request log GiB per 1M events, acknowledged pushes excluded",
+        ),
+    ):
+        b, o = base["gib_per_million_events"][key], ours["gib_per_million_events"][key]
+        table.append(Row("cost", label, b, o, ratio(o, b), "", ""))
+    free = result["log_setup"]["free_gib_per_project_month"]
+    settings = " / ".join(_setting_label(name) for name in LOG_SETTINGS)
+    for index, events in enumerate(cost.MONTHLY_EVENTS):
+        table.append(
+            Row(
+                "cost",
+                f"Cloud Logging USD per month, {events:,} events, after the free {free:g} GiB "
+                f"({settings})",
+                _logging_dollars(base, index),
+                _logging_dollars(ours, index),
+                None,
+                "",
+                "",
+            )
+        )
+    billion = result["monthly"][-1]
+    shares = {
+        design: billion["list"][design]["cloud_logging"] / billion["list"][design]["total"]
+        for design in ("baseline", "stitch")
+    }
+    table.append(
+        Row(
+            "cost",
+            f"Cloud Logging share of the bill, {billion['events_per_month']:,} events, "
+            "list prices (as deployed)",
+            f"{shares['baseline']:.0%}",
+            f"{shares['stitch']:.0%}",
+            None,
             "",
             "",
         )
@@ -565,5 +829,28 @@ def markdown_section(result: dict[str, Any]) -> str:
     for line in (*cost.LINES, "total"):
         lines.append(
             f"| {line} | {_money(billion['baseline'][line])} | {_money(billion['stitch'][line])} |"
+        )
+    setup, logs = result["log_setup"], result["logging"]
+    deployed = "with" if setup["stitch_request_logs_excluded"] else "without"
+    lines += [
+        "",
+        f"Cloud Logging per month after the free {setup['free_gib_per_project_month']:g} GiB "
+        "a project, by LOG_LEVEL and with the exclusion of request log entries of "
+        f"acknowledged pushes (`exclude_pipeline_request_logs`); as deployed: LOG_LEVEL="
+        f"{setup['log_level']}, ga4-stitch {deployed} the exclusion, the baseline without:",
+        "",
+        "| events / month | baseline | "
+        + " | ".join(f"ga4-stitch, {_setting_label(name)}" for name in LOG_SETTINGS)
+        + " |",
+        "|---|---|" + "---|" * len(LOG_SETTINGS),
+    ]
+    for index, events in enumerate(cost.MONTHLY_EVENTS):
+        baseline = result["monthly"][index]["free_tier"]["baseline"]
+        ours = [
+            _money(logs["stitch"]["settings"][name]["monthly"][index]["free_tier"]["cloud_logging"])
+            for name in LOG_SETTINGS
+        ]
+        lines.append(
+            f"| {events:,} | {_money(baseline['cloud_logging'])} | " + " | ".join(ours) + " |"
         )
     return "\n".join(lines) + "\n"
