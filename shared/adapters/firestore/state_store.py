@@ -1,16 +1,16 @@
 """Client and user state in Firestore, with optimistic concurrency and an instance cache.
 
-Cost per event in the common case is one RPC: the instance remembers the document and
-the ``update_time`` it last wrote for a client, and commits the next state with an
+Cost per event in the common case is one RPC: the instance remembers the document and the
+``update_time`` it last wrote for a client, and commits the next state with an
 ``update_time`` precondition (reads and commits are raw protobuf RPCs:
 ``documents.DocumentService``). The cache holds documents in their stored, compressed form
 (about 2.5 kB a client, against some 70 kB decoded), so a large cache fits a small
-instance; decoding one on a hit costs a fraction of a millisecond, far less than a read.
-A cache miss adds one read (two RPCs; concurrent misses share a ``BatchGetDocuments``).
-When another instance or a concurrent delivery wrote first, the precondition fails, the cache entry is dropped and the caller decides
-again on fresh state (``ConcurrentUpdate``). So concurrent deliveries for one client can
-never open two sessions or lose an update, without the three RPCs (begin, read, commit)
-and pessimistic locks of a transaction.
+instance; decoding one on a hit costs a fraction of a millisecond, far less than a read. A
+cache miss adds one read (two RPCs; concurrent misses share a ``BatchGetDocuments``). When
+another instance or a concurrent delivery wrote first, the precondition fails, the cache
+entry is dropped and the caller decides again on fresh state (``ConcurrentUpdate``). So
+concurrent deliveries for one client can never open two sessions or lose an update,
+without the three RPCs (begin, read, commit) and pessimistic locks of a transaction.
 
 Document ids: Firestore forbids ``/`` and ``__.*__`` ids, and server-managed client ids
 contain ``/``. A numeric client id is its own id; anything else becomes ``s_`` + URL-safe
