@@ -606,15 +606,15 @@ def _logging(design: Mapping[str, Any], usage: cost.Usage, prices: cost.Prices) 
     def gib(per_event: float) -> float:
         return round(per_event * 1_000_000 / cost.GIB, 3)
 
-    info = cost.billed_log_bytes(logs, prices, level="INFO")
-    warning = cost.billed_log_bytes(logs, prices, level="WARNING")
-    excluded = cost.billed_log_bytes(logs, prices, exclude_acknowledged_requests=True)
-    settings: dict[str, Any] = {}
-    for name, (level, exclude) in LOG_SETTINGS.items():
-        billed = cost.billed_log_bytes(
+    billed = {
+        name: cost.billed_log_bytes(
             logs, prices, level=level, exclude_acknowledged_requests=exclude
         )
-        variant = replace(usage, log_bytes=billed.total)
+        for name, (level, exclude) in LOG_SETTINGS.items()
+    }
+    settings: dict[str, Any] = {}
+    for name, setting in billed.items():
+        variant = replace(usage, log_bytes=setting.total)
         monthly = []
         for events in cost.MONTHLY_EVENTS:
             row: dict[str, Any] = {"events_per_month": events}
@@ -622,7 +622,7 @@ def _logging(design: Mapping[str, Any], usage: cost.Usage, prices: cost.Prices) 
                 bill = cost.monthly_bill(variant, events, prices, free_tier=free_tier)
                 row[key] = {"cloud_logging": bill["cloud_logging"], "total": bill["total"]}
             monthly.append(row)
-        settings[name] = {"gib_per_million_events": gib(billed.total), "monthly": monthly}
+        settings[name] = {"gib_per_million_events": gib(setting.total), "monthly": monthly}
     return {
         "entries_per_event": {
             "application": round(
@@ -632,10 +632,10 @@ def _logging(design: Mapping[str, Any], usage: cost.Usage, prices: cost.Prices) 
             "acknowledged_requests": round(sum(each.acknowledged for each in logs.values()), 4),
         },
         "gib_per_million_events": {
-            "application_info": gib(info.application),
-            "application_warning": gib(warning.application),
-            "requests": gib(info.requests),
-            "requests_after_exclusion": gib(excluded.requests),
+            "application_info": gib(billed["info"].application),
+            "application_warning": gib(billed["warning"].application),
+            "requests": gib(billed["info"].requests),
+            "requests_after_exclusion": gib(billed["info_excluded"].requests),
         },
         "settings": settings,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from tests.terraform.configuration import (
@@ -133,12 +134,23 @@ def _delivery_policies(body: dict[str, Any]) -> list[str]:
     return problems
 
 
+FUNCTION_GROUPS = ("pipeline_functions", "inline_functions")
+"""The locals that list the deployed functions (``terraform/functions.tf``)."""
+
+
+def function_specs(config: Configuration) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every deployed function as (group, key, spec), in the locals' order."""
+    for group in FUNCTION_GROUPS:
+        for key, spec in config.locals.get(group, {}).items():
+            yield group, key, spec
+
+
 def entry_point_problems(config: Configuration, code: Code) -> list[str]:
     """Every deployed entry point is an HTTP entry point of functions/main.py (the pipeline
     functions read their push requests themselves), and every one there is deployed."""
     problems = []
     deployed: set[str] = set()
-    for group in ("pipeline_functions", "inline_functions"):
+    for group in FUNCTION_GROUPS:
         names = {spec.get("entry_point") for spec in config.locals.get(group, {}).values()}
         present = {name for name, found in code.entry_points.items() if found == "http"}
         problems += [f"{group}: {name} is not an http entry point" for name in names - present]
@@ -169,8 +181,7 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
     secrets = config.locals.get("secrets", {})
     per_function = {
         name
-        for group in ("pipeline_functions", "inline_functions")
-        for spec in config.locals.get(group, {}).values()
+        for _, _, spec in function_specs(config)
         if isinstance(spec.get("runtime_environment"), dict)
         for name in spec["runtime_environment"]
     }
@@ -189,12 +200,7 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
     secret_like = set(code.secret_variables)
     problems += [f"{name} must come from Secret Manager" for name in secret_like - set(secrets)]
     problems += [f"{name} must not be a plain variable" for name in secret_like & set(environment)]
-    mounted = {
-        name
-        for group in ("pipeline_functions", "inline_functions")
-        for spec in config.locals.get(group, {}).values()
-        for name in spec.get("secrets", [])
-    }
+    mounted = {name for _, _, spec in function_specs(config) for name in spec.get("secrets", [])}
     problems += [f"secret {name} is mounted by no function" for name in set(secrets) - mounted]
     problems += [f"mounted secret {name} is not created" for name in mounted - set(secrets)]
     service = first(
@@ -206,16 +212,15 @@ def environment_problems(config: Configuration, code: Code) -> list[str]:
         problems.append(
             "the functions must take local.settings_environment (and their runtime_environment)"
         )
-    for group in ("pipeline_functions", "inline_functions"):
-        for key, spec in config.locals.get(group, {}).items():
-            runtime = spec.get("runtime_environment")
-            if not isinstance(runtime, dict):
-                problems.append(f"{key} must have a runtime_environment map")
-                continue
-            problems += [
-                f"{key}: {name} is not a functions-framework serving option"
-                for name in set(runtime) - FRAMEWORK_VARIABLES
-            ]
+    for _, key, spec in function_specs(config):
+        runtime = spec.get("runtime_environment")
+        if not isinstance(runtime, dict):
+            problems.append(f"{key} must have a runtime_environment map")
+            continue
+        problems += [
+            f"{key}: {name} is not a functions-framework serving option"
+            for name in set(runtime) - FRAMEWORK_VARIABLES
+        ]
     mounts = first(service.get("dynamic", [{}])).get("secret_environment_variables", {})
     if first(mounts.get("content")).get("key") != "${secret_environment_variables.value}":
         problems.append("the functions must mount their secrets as environment variables")
@@ -343,21 +348,20 @@ def wiring_problems(config: Configuration) -> list[str]:
     """Each function can read the secrets it mounts, and the push identity can invoke it."""
     found, _ = grants(config)
     expected = set()
-    for group in ("pipeline_functions", "inline_functions"):
-        for key, spec in config.locals.get(group, {}).items():
-            principal = _principal({"member": spec.get("service_account", "")})
-            expected |= {
-                (
-                    principal,
-                    "roles/secretmanager.secretAccessor",
-                    f'google_secret_manager_secret.this["{secret}"]',
-                )
-                for secret in spec.get("secrets", [])
-            }
-            if group == "pipeline_functions":
-                expected.add(
-                    ("push", "roles/run.invoker", f'google_cloudfunctions2_function.this["{key}"]')
-                )
+    for group, key, spec in function_specs(config):
+        principal = _principal({"member": spec.get("service_account", "")})
+        expected |= {
+            (
+                principal,
+                "roles/secretmanager.secretAccessor",
+                f'google_secret_manager_secret.this["{secret}"]',
+            )
+            for secret in spec.get("secrets", [])
+        }
+        if group == "pipeline_functions":
+            expected.add(
+                ("push", "roles/run.invoker", f'google_cloudfunctions2_function.this["{key}"]')
+            )
     have = {grant[:3] for grant in found}
     return [f"missing grant {grant}" for grant in sorted(expected - have)]
 
@@ -483,13 +487,12 @@ def publisher_problems(config: Configuration, code: Code) -> list[str]:
     """Each function account may publish to exactly the topics its functions' code uses."""
     found, _ = grants(config)
     expected: dict[str, set[str]] = {}
-    for group in ("pipeline_functions", "inline_functions"):
-        for spec in config.locals.get(group, {}).values():
-            principal = _principal({"member": spec.get("service_account", "")})
-            topics = code.published_topics.get(spec.get("entry_point"), frozenset())
-            expected.setdefault(principal, set()).update(
-                f'google_pubsub_topic.pipeline["{topic}"]' for topic in topics
-            )
+    for _, _, spec in function_specs(config):
+        principal = _principal({"member": spec.get("service_account", "")})
+        topics = code.published_topics.get(spec.get("entry_point"), frozenset())
+        expected.setdefault(principal, set()).update(
+            f'google_pubsub_topic.pipeline["{topic}"]' for topic in topics
+        )
     problems = []
     for principal, topics in expected.items():
         granted = {

@@ -13,11 +13,17 @@ from shared.adapters.grouping import CallGroup
 
 
 class Service:
-    """A ``send`` that records each request and can be held in flight."""
+    """A ``send`` that records each request and can be held in flight; it refuses a whole
+    request holding an item ``refuses`` names."""
 
-    def __init__(self, answer: Callable[[str], Any] = str.upper) -> None:
+    def __init__(
+        self,
+        answer: Callable[[str], Any] = str.upper,
+        refuses: Callable[[str], bool] | None = None,
+    ) -> None:
         self.requests: list[list[str]] = []
         self.answer = answer
+        self.refuses = refuses
         self.hold = threading.Event()
         self.hold.set()
         self.entered = threading.Event()
@@ -26,6 +32,8 @@ class Service:
         self.requests.append(list(items))
         self.entered.set()
         assert self.hold.wait(5)
+        if self.refuses is not None and any(map(self.refuses, items)):
+            raise RuntimeError("INVALID_ARGUMENT: the whole request")
         return [self.answer(item) for item in items]
 
 
@@ -53,6 +61,21 @@ def call_in_threads(
     for thread in threads:
         thread.start()
     return threads, results
+
+
+def queued_behind_a_request(
+    service: Service, group: CallGroup[str, Any], items: list[str]
+) -> dict[str, Any]:
+    """``items`` called while a first request is held in flight, so all of them queue; then
+    the request released and every caller joined: each item's outcome."""
+    service.hold.clear()
+    first, _ = call_in_threads(group, ["first"])
+    assert service.entered.wait(5)
+    others, results = call_in_threads(group, items)
+    queued(group, len(items))
+    service.hold.set()
+    join(first + others)
+    return results
 
 
 def join(threads: list[threading.Thread]) -> None:
@@ -88,13 +111,7 @@ def test_calls_arriving_while_one_is_in_flight_go_together_in_the_next_request()
 def test_each_caller_gets_its_own_outcome_and_only_its_own_error() -> None:
     service = Service(lambda item: ValueError(item) if item == "bad" else item.upper())
     group = CallGroup(service.send, max_items=10)
-    service.hold.clear()
-    first, _ = call_in_threads(group, ["first"])
-    assert service.entered.wait(5)
-    others, results = call_in_threads(group, ["good", "bad", "fine"])
-    queued(group, 3)
-    service.hold.set()
-    join(first + others)
+    results = queued_behind_a_request(service, group, ["good", "bad", "fine"])
     assert results["good"] == "GOOD"
     assert results["fine"] == "FINE"
     assert isinstance(results["bad"], ValueError)
@@ -119,13 +136,7 @@ def test_items_with_one_key_never_share_a_request() -> None:
 def test_a_request_holds_at_most_max_items() -> None:
     service = Service()
     group = CallGroup(service.send, max_items=2)
-    service.hold.clear()
-    first, _ = call_in_threads(group, ["first"])
-    assert service.entered.wait(5)
-    others, _ = call_in_threads(group, ["b", "c", "d", "e", "f"])
-    queued(group, 5)
-    service.hold.set()
-    join(first + others)
+    queued_behind_a_request(service, group, ["b", "c", "d", "e", "f"])
     assert [len(request) for request in service.requests] == [1, 2, 2, 1]
     sent = sorted(item for request in service.requests[1:] for item in request)
     assert sent == ["b", "c", "d", "e", "f"]
@@ -133,30 +144,14 @@ def test_a_request_holds_at_most_max_items() -> None:
 
 def test_a_group_refused_as_a_whole_is_sent_again_item_by_item() -> None:
     """One malformed item fails alone; the deliveries grouped with it go through."""
-    requests: list[list[str]] = []
-    hold = threading.Event()
-    entered = threading.Event()
-
-    def send(items: list[str]) -> list[str]:
-        requests.append(list(items))
-        entered.set()
-        assert hold.wait(5)
-        if "poison" in items:
-            raise RuntimeError("INVALID_ARGUMENT: the whole request")
-        return [item.upper() for item in items]
-
-    group = CallGroup(send, max_items=10)
-    first, _ = call_in_threads(group, ["first"])
-    assert entered.wait(5)
-    others, results = call_in_threads(group, ["a", "poison", "b"])
-    queued(group, 3)
-    hold.set()
-    join(first + others)
+    service = Service(refuses=lambda item: item == "poison")
+    group = CallGroup(service.send, max_items=10)
+    results = queued_behind_a_request(service, group, ["a", "poison", "b"])
     assert results["a"] == "A"
     assert results["b"] == "B"
     assert isinstance(results["poison"], RuntimeError)
-    assert sorted(requests[1]) == ["a", "b", "poison"]
-    assert sorted(map(tuple, requests[2:])) == [("a",), ("b",), ("poison",)]
+    assert sorted(service.requests[1]) == ["a", "b", "poison"]
+    assert sorted(map(tuple, service.requests[2:])) == [("a",), ("b",), ("poison",)]
 
 
 def test_a_failed_group_of_one_raises_to_its_caller_and_the_next_call_still_goes() -> None:

@@ -84,6 +84,13 @@ class Message:
     FromString = staticmethod(lambda data: None)
 
 
+def retrying_at_once(*retryable: type[Exception]) -> retry.Retry:
+    """The library's retry policy on ``retryable``, with no wait between attempts."""
+    return retry.Retry(
+        initial=0.0, maximum=0.0, predicate=retry.if_exception_type(*retryable), timeout=5.0
+    )
+
+
 def unary(channel: Channel, **options: Any) -> UnaryCall:
     return UnaryCall(channel, "/pkg.Service/Method", Message, Message, **options)
 
@@ -95,12 +102,7 @@ def test_a_failure_raises_the_api_core_error_of_its_status() -> None:
 
 
 def test_retryable_errors_are_retried_and_others_are_not() -> None:
-    policy = retry.Retry(
-        initial=0.0,
-        maximum=0.0,
-        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
-        timeout=5.0,
-    )
+    policy = retrying_at_once(exceptions.ServiceUnavailable)
     channel = Channel(Status(grpc.StatusCode.UNAVAILABLE, "down"), "answer")
     assert unary(channel, timeout=5.0, retry=policy)("request") == "answer"
     assert len(channel.calls) == 2
@@ -114,12 +116,7 @@ def test_retryable_errors_are_retried_and_others_are_not() -> None:
 def test_every_attempt_gets_what_is_left_of_one_deadline() -> None:
     """The failed attempt took 50 ms (the retry's own wait is jittered, possibly to 0):
     the next attempt's deadline is that much shorter."""
-    policy = retry.Retry(
-        initial=0.0,
-        maximum=0.0,
-        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
-        timeout=5.0,
-    )
+    policy = retrying_at_once(exceptions.ServiceUnavailable)
 
     class SlowFirst(Channel):
         def unary_unary(self, method: str, **serializers: Any) -> Callable[..., Any]:
@@ -153,12 +150,7 @@ def test_the_calls_metadata_follows_the_methods() -> None:
 def test_the_absent_status_is_an_answer_not_an_error() -> None:
     """A read of a document that is not there returns None at once: no error is raised,
     nothing is retried; other failures still raise."""
-    policy = retry.Retry(
-        initial=0.0,
-        maximum=0.0,
-        predicate=retry.if_exception_type(exceptions.NotFound),
-        timeout=5.0,
-    )
+    policy = retrying_at_once(exceptions.NotFound)
     channel = Channel(Status(grpc.StatusCode.NOT_FOUND, "no document"), "never")
     read = unary(channel, timeout=5.0, retry=policy, absent=grpc.StatusCode.NOT_FOUND)
     assert read("request") is None
@@ -172,12 +164,7 @@ def test_the_absent_status_is_an_answer_not_an_error() -> None:
 def test_a_stream_is_read_to_its_end_and_retried_from_its_start() -> None:
     """A stream that fails part-way is asked again whole: the answer is the second
     stream's responses only, never the first's half followed by the second."""
-    policy = retry.Retry(
-        initial=0.0,
-        maximum=0.0,
-        predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
-        timeout=5.0,
-    )
+    policy = retrying_at_once(exceptions.ServiceUnavailable)
     channel = Channel(["a", Status(grpc.StatusCode.UNAVAILABLE, "reset")], ["a", "b", "c"])
     call = ServerStreamCall(
         channel, "/pkg.Service/Stream", Message, Message, timeout=5.0, retry=policy
