@@ -57,6 +57,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -76,6 +77,7 @@ import urllib3
 import urllib3.exceptions
 from urllib3.util.ssl_ import create_urllib3_context
 
+from shared.adapters.origin_pool import Answer, AnswerLost, NotSent, OriginPool
 from shared.errors import PermanentError, SettingsError, TransientError
 from shared.logs import get_logger
 from shared.ports import Ga4OutcomeUnknown
@@ -213,7 +215,9 @@ def _never_sent(error: BaseException) -> bool:
     timeouts, ``ProtocolError`` (reset or closed after the request was written), TLS broken
     after the handshake, and anything else: GA4 may have taken it.
     """
-    if isinstance(error, urllib3.exceptions.LocationValueError):
+    if isinstance(error, AnswerLost):
+        return False
+    if isinstance(error, (NotSent, urllib3.exceptions.LocationValueError)):
         return True
     return any(isinstance(cause, _BEFORE_SENDING) for cause in _causes(error))
 
@@ -258,12 +262,6 @@ def _pool_options(pool_size: int) -> dict[str, Any]:
         "retries": False,
         "ssl_context": _tls_context(),
     }
-
-
-def _pool_for(endpoint: str, pool_size: int) -> urllib3.PoolManager:
-    """The instance's one pool manager: through the environment's proxy for ``endpoint``,
-    or direct; ``pool_size`` connections kept per host."""
-    return _proxy_for(endpoint, pool_size) or urllib3.PoolManager(**_pool_options(pool_size))
 
 
 def _requested_wait(error: BaseException) -> float | None:
@@ -313,10 +311,9 @@ class Ga4Client:
         self._endpoint = endpoint.rstrip("/")
         self._default_secret = api_secret
         self._secrets = dict(stream_secrets or {})
-        self._timeout = urllib3.Timeout(
-            connect=min(timeout_seconds, MAX_CONNECT_TIMEOUT), read=timeout_seconds
-        )
-        self._longest_attempt = min(timeout_seconds, MAX_CONNECT_TIMEOUT) + timeout_seconds
+        connect_timeout = min(timeout_seconds, MAX_CONNECT_TIMEOUT)
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=timeout_seconds)
+        self._longest_attempt = connect_timeout + timeout_seconds
         self._budget = budget_seconds
         self._retry = RetryPolicy(
             attempts=attempts,
@@ -329,8 +326,19 @@ class Ga4Client:
             sleep=sleep,
             uniform=jitter,
         )
-        self._pool = pool if pool is not None else _pool_for(self._endpoint, pool_size)
-        self._direct = _routes_itself(self._pool)
+        self._pool = pool if pool is not None else _proxy_for(self._endpoint, pool_size)
+        self._origin = (
+            None
+            if self._pool is not None
+            else OriginPool(
+                self._endpoint,
+                size=pool_size,
+                connect_timeout=connect_timeout,
+                read_timeout=timeout_seconds,
+                tls=_tls_context() if self._endpoint.startswith("https:") else None,
+            )
+        )
+        self._direct = self._pool is None or _routes_itself(self._pool)
         self._endpoint_pool: urllib3.HTTPConnectionPool | None = None
         self._targets: dict[tuple[str, str], str] = {}
         for name in _URL_LOGGERS:
@@ -359,7 +367,7 @@ class Ga4Client:
     def validate_remote(self, measurement_id: str, body: bytes) -> list[dict[str, Any]]:
         response = self._retry.run(self._post, DEBUG_PATH, measurement_id, body, None)
         try:
-            messages = response.json().get("validationMessages", [])
+            messages = json.loads(response.body).get("validationMessages", [])
         except (ValueError, AttributeError):
             raise Ga4UnavailableError("the GA4 validation server did not answer JSON") from None
         return [message for message in messages if isinstance(message, dict)]
@@ -367,7 +375,7 @@ class Ga4Client:
     def close(self) -> None:
         """Closes every pooled connection."""
         self._endpoint_pool = None
-        self._pool.clear()
+        (self._origin or self._pool).clear()  # type: ignore[union-attr]
 
     def _secret(self, measurement_id: str) -> str:
         secret = self._secrets.get(measurement_id) or self._default_secret
@@ -396,19 +404,20 @@ class Ga4Client:
                 self._targets[key] = target
         return target
 
-    def _open(
-        self, target: str, body: bytes, headers: Mapping[str, str]
-    ) -> urllib3.BaseHTTPResponse:
-        """One request through the endpoint's pool, or through the manager given the
-        absolute URL; both with urllib3's retries and redirects off."""
+    def _open(self, target: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """One request, its whole answer read: through the endpoint's ``OriginPool``, or,
+        behind a proxy or with a pool given, through urllib3 (the endpoint's connection
+        pool, or the manager given the absolute URL), its retries and redirects off."""
+        if self._origin is not None:
+            return self._origin.post(target, body, headers)
         opener: Any = self._pool
         routing: dict[str, Any] = {}
         if self._direct:
             opener = self._endpoint_pool
             if opener is None:
-                opener = self._endpoint_pool = self._pool.connection_from_url(self._endpoint)
+                opener = self._endpoint_pool = self._pool.connection_from_url(self._endpoint)  # type: ignore[union-attr]
             routing["assert_same_host"] = False
-        return opener.urlopen(  # type: ignore[no-any-return]
+        response = opener.urlopen(
             "POST",
             target,
             body=body,
@@ -419,12 +428,13 @@ class Ga4Client:
             preload_content=True,
             **routing,
         )
+        kept = {name.lower(): value for name, value in response.headers.items()}
+        return Answer(response.status, kept, response.data)
 
     def _post(
         self, path: str, measurement_id: str, body: bytes, event_id: str | None = None
-    ) -> urllib3.BaseHTTPResponse:
-        """One attempt, its outcome translated into our error tree. The answer's body is
-        read before returning (``preload_content``), so the connection is back in the pool."""
+    ) -> Answer:
+        """One attempt, its outcome translated into our error tree."""
         headers = (
             {**_JSON_HEADERS, EVENT_ID_HEADER: quote(event_id, safe="")}
             if event_id
@@ -444,7 +454,7 @@ class Ga4Client:
         if 200 <= status < 300:
             return response
         if status == 429 or status >= 500:
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = retry_after_seconds(response.header("Retry-After"))
             asked = "" if wait is None else f" (Retry-After {wait:g} s)"
             raise Ga4UnavailableError(f"GA4 answered HTTP {status} on {path}{asked}", wait)
         raise PermanentError("ga4_rejected", f"GA4 answered HTTP {status} on {path}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote_plus
 
 import grpc
 from google.api_core import exceptions
@@ -36,6 +37,7 @@ Metadata = Sequence[tuple[str, str]]
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+ROUTING_KEY = "x-goog-request-params"
 
 
 def status_code(number: int) -> grpc.StatusCode:
@@ -45,10 +47,11 @@ def status_code(number: int) -> grpc.StatusCode:
 
 def routing_metadata(field: str, value: str) -> tuple[str, str]:
     """The ``x-goog-request-params`` header the generated method would add for
-    ``field`` (the service routes the request by it)."""
-    from google.api_core.gapic_v1 import routing_header
-
-    return routing_header.to_grpc_metadata(((field, value),))  # type: ignore[no-untyped-call,no-any-return]
+    ``field`` (the service routes the request by it): the same text as api_core's
+    ``routing_header.to_grpc_metadata`` (``urlencode`` with ``/`` kept), encoded directly,
+    because a document read's header names its document and api_core's five layers of
+    calls around the one ``quote_plus`` cost as much as the read's own request."""
+    return ROUTING_KEY, f"{quote_plus(field, safe='/')}={quote_plus(value, safe='/')}"
 
 
 class UnaryCall:

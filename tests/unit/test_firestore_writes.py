@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
@@ -31,6 +31,23 @@ DATA = {
 def test_create_is_the_librarys_create() -> None:
     library = write.Write.pb(_helpers.pbs_for_create(PATH, DATA)[0])
     assert create_write(PATH, DATA) == library
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2027, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        datetime(2027, 1, 2, 3, 4, 5, 999999, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+        datetime(2027, 1, 2, 3, 4, 5, 1),
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        DatetimeWithNanoseconds(2026, 12, 1, 8, 9, 10, nanosecond=123456789, tzinfo=UTC),
+    ],
+)
+def test_a_moment_is_stored_as_the_librarys_timestamp(moment: datetime) -> None:
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime(moment)
+    built = create_write(PATH, {"at": moment}).update.fields["at"].timestamp_value
+    assert (built.seconds, built.nanos) == (expected.seconds, expected.nanos)
 
 
 @pytest.mark.parametrize(

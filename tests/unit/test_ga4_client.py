@@ -982,12 +982,12 @@ def test_concurrent_sends_keep_as_many_connections_as_the_pool_holds(
             worker.join()
 
     send_all()
-    pool = client._endpoint_pool
+    pool = client._origin
     assert pool is not None
-    opened = pool.num_connections
+    opened = pool.opened
     assert opened == concurrency
     send_all()
-    assert (pool.num_connections > opened) is reconnects
+    assert (pool.opened > opened) is reconnects
     assert len(ga4.accepted()) == 2 * concurrency
 
 
@@ -1004,4 +1004,5 @@ def test_the_deployed_client_keeps_a_connection_per_concurrent_request(
     environ = {"GOOGLE_CLOUD_PROJECT": "demo-p", "GA4_MEASUREMENT_ID": "G-T", "GA4_API_SECRET": "s"}
     sender = bootstrap.ga4_sender(Settings.from_env(environ | threads), DestinationPlan())
     assert isinstance(sender, Ga4Client)
-    assert sender._pool.connection_pool_kw["maxsize"] == kept
+    assert sender._origin is not None
+    assert sender._origin.size == kept

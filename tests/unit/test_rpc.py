@@ -147,6 +147,23 @@ def test_the_calls_metadata_follows_the_methods() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "projects/p/databases/(default)/documents/forwarded/0f3a9c"),
+        ("database", "projects/demo-x/databases/(default)"),
+        ("topic", "projects/p/topics/ga4-enriched"),
+        ("name", "projects/p/databases/d b/documents/a&b=c/ü~é+%"),
+        ("a b", "x/y?z#w"),
+    ],
+)
+def test_the_routing_header_is_the_one_the_generated_method_sends(field: str, value: str) -> None:
+    from google.api_core.gapic_v1 import routing_header
+
+    expected = routing_header.to_grpc_metadata(((field, value),))  # type: ignore[no-untyped-call]
+    assert routing_metadata(field, value) == expected
+
+
 def test_the_absent_status_is_an_answer_not_an_error() -> None:
     """A read of a document that is not there returns None at once: no error is raised,
     nothing is retried; other failures still raise."""

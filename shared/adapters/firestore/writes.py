@@ -14,7 +14,7 @@ own helpers, as the identity links are. Either way the result is the library's `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.cloud.firestore_v1.types import common, document, write
@@ -37,6 +37,8 @@ _DOCUMENT = document.Document.pb()
 _VALUE = document.Value.pb()
 _MASK = common.DocumentMask.pb()
 _PRECONDITION = common.Precondition.pb()
+_TIMESTAMP = timestamp_pb2.Timestamp
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def is_flat(data: Mapping[str, Any]) -> bool:
@@ -49,9 +51,11 @@ def is_flat(data: Mapping[str, Any]) -> bool:
 
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    """``Timestamp.FromDatetime``'s seconds and nanos (a naive moment is UTC; microseconds
+    kept), by date arithmetic instead of its time-tuple round trip, which cost about a
+    twentieth of a forwarded event's CPU for the ledger entry's two moments."""
+    delta = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
+    return _TIMESTAMP(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
 
 
 def _value(value: Any) -> Any:
