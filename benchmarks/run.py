@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy_bench, cost_bench, e2e_bench, resolver_bench, scaling_bench
+from benchmarks import (
+    accuracy_bench,
+    cost_bench,
+    e2e_bench,
+    instructions_bench,
+    resolver_bench,
+    scaling_bench,
+)
 from benchmarks.common import BenchEnv, quiet_logs
 from benchmarks.designs import PROJECT
 from benchmarks.report import Row, console, markdown
@@ -41,6 +48,7 @@ BENCHMARKS: dict[str, tuple[Runner, Tabulator]] = {
     "e2e": (e2e_bench.run, e2e_bench.rows),
     "scaling": (scaling_bench.run, scaling_bench.rows),
     "cost": (cost_bench.run, cost_bench.rows),
+    "instructions": (instructions_bench.run, instructions_bench.rows),
 }
 
 
