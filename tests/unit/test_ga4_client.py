@@ -57,6 +57,7 @@ from shared.adapters.ga4_http import (
     never_reached_the_server,
     retry_after_seconds,
 )
+from shared.adapters.origin_pool import OriginPool
 from shared.domain.validation import encode_body
 from shared.errors import PermanentError, TransientError
 
@@ -982,8 +983,8 @@ def test_concurrent_sends_keep_as_many_connections_as_the_pool_holds(
             worker.join()
 
     send_all()
-    pool = client._origin
-    assert pool is not None
+    pool = client._transport
+    assert isinstance(pool, OriginPool)
     opened = pool.opened
     assert opened == concurrency
     send_all()
@@ -1004,5 +1005,5 @@ def test_the_deployed_client_keeps_a_connection_per_concurrent_request(
     environ = {"GOOGLE_CLOUD_PROJECT": "demo-p", "GA4_MEASUREMENT_ID": "G-T", "GA4_API_SECRET": "s"}
     sender = bootstrap.ga4_sender(Settings.from_env(environ | threads), DestinationPlan())
     assert isinstance(sender, Ga4Client)
-    assert sender._origin is not None
-    assert sender._origin.size == kept
+    assert isinstance(sender._transport, OriginPool)
+    assert sender._transport.size == kept
