@@ -16,9 +16,10 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes in process group ``pgid``."""
-    total = 0
+def group_processes(pgid: int) -> dict[int, list[str]]:
+    """The live processes of process group ``pgid``: pid -> the fields of its
+    ``/proc/<pid>/stat`` after the command name (state first)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -27,8 +28,14 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:
             continue
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+            found[int(entry.name)] = fields
+    return found
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in process group ``pgid``."""
+    ticks = sum(int(f[11]) + int(f[12]) for f in group_processes(pgid).values())
+    return ticks / _TICKS
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchEnv, make_stream
+from benchmarks.cpu import group_processes
 from benchmarks.profile_functions import (
     SUBSCRIPTION,
     drain,
@@ -43,7 +44,12 @@ from benchmarks.profile_functions import (
 from benchmarks.report import Row
 from ga4_stitch.delivery import Pulled, push_body
 from ga4_stitch.emulators import free_port, spawn, stop_process_group, wait_for_port
-from ga4_stitch.pipeline import LOCAL_SECRETS, MAIN, functions_framework_command
+from ga4_stitch.pipeline import (
+    LOCAL_SECRETS,
+    MAIN,
+    client_environment,
+    functions_framework_command,
+)
 from shared.settings import Topics
 
 FLOOR = Path(__file__).resolve().with_name("floor_function.py")
@@ -66,7 +72,10 @@ def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
     counted = slice(warm_up, warm_up + measured)
     base = _environment(env)
     results: dict[str, Any] = {"warm_up": warm_up, "measured": measured}
-    with local_ga4(work) as ga4_url, _hosts(env):
+    with (
+        local_ga4(work) as ga4_url,
+        client_environment(PROJECT, env.pubsub_host or "", env.firestore_host),
+    ):
         base["GA4_ENDPOINT"] = ga4_url
         topics = Topics()
         _create_topics(topics)
@@ -119,7 +128,7 @@ def count(
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=STARTUP_SECONDS)
         for message in messages[: counted.start]:
             _push(connection, message)
-        pids = group_pids(process.pid)
+        pids = list(group_processes(process.pid))
         _control(pids, "--instr=on")
         _control(pids, "--zero")
         for message in measured:
@@ -152,21 +161,6 @@ def dumped_instructions(folder: Path, prefix: str) -> list[int]:
                 totals.append(int(line.split()[1]))
                 break
     return totals
-
-
-def group_pids(pgid: int) -> list[int]:
-    """The live processes of process group ``pgid`` (the function's master and worker)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
 
 
 def _control(pids: list[int], option: str) -> None:
@@ -202,22 +196,6 @@ def _environment(env: BenchEnv) -> dict[str, str]:
         }
     )
     return variables
-
-
-@contextlib.contextmanager
-def _hosts(env: BenchEnv) -> Any:
-    """This process's clients on the benchmark's emulators, for the topics and the drain."""
-    saved = {k: os.environ.get(k) for k in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")}
-    os.environ["FIRESTORE_EMULATOR_HOST"] = env.firestore_host
-    os.environ["PUBSUB_EMULATOR_HOST"] = env.pubsub_host or ""
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _create_topics(topics: Topics) -> None:

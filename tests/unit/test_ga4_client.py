@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -20,7 +19,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,10 +28,6 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 import urllib3
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
@@ -454,46 +448,6 @@ def test_the_requests_classifier_counts_only_a_connection_never_made_as_never_se
 ) -> None:
     """``never_reached_the_server`` (the Data Manager REST transport's), on requests' errors."""
     assert never_reached_the_server(error()) is never_sent
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A private CA and a certificate it signed for 127.0.0.1, as PEM files."""
-    folder = tmp_path_factory.mktemp("tls")
-    now = datetime.now(UTC)
-
-    def issue(subject: str, key: Any, issuer: x509.Name, signer: Any, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-            builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ga4-stitch test CA")])
-    ca_cert = issue("ga4-stitch test CA", ca_key, ca_name, ca_key, ca=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = issue("127.0.0.1", key, ca_name, ca_key, ca=False)
-    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
-    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
 
 
 Answer = tuple[int, dict[str, str], bytes]
