@@ -82,9 +82,10 @@ LOCAL_SECRETS = {
 }
 """Demo values for the local functions only; never a deployment's secrets."""
 FUNCTIONS = ("resolve", "forward")
-FORWARD_THREADS = 32
-"""functions-framework's ``THREADS`` for the forward function: deliveries served at once,
-so the Data Manager sender can batch them (more than the push workers, as Cloud Run's
+FUNCTION_THREADS = 32
+"""functions-framework's ``THREADS`` for both functions: deliveries served at once, as
+Terraform sets it to each function's concurrency, so concurrent deliveries can share a
+Firestore request or a Data Manager request (more than the push workers, as Cloud Run's
 concurrency is more than one delivery at a time)."""
 MAIN = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 _ENVIRONMENT_LOCK = threading.Lock()
@@ -495,8 +496,8 @@ class LocalPipeline:
 
     def _function_env(self, ga4_url: str, name: str = "") -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in HOST_VARIABLES.values()}
-        if name == "forward":
-            env["THREADS"] = str(FORWARD_THREADS)
+        if name in FUNCTIONS:
+            env["THREADS"] = str(FUNCTION_THREADS)
         env.update(
             {
                 "PUBSUB_EMULATOR_HOST": self._hosts["pubsub"],

@@ -9,14 +9,17 @@ locals {
   # `runtime_environment` holds functions-framework's serving options (never a setting).
   pipeline_functions = {
     resolve = {
-      name                = "ga4-stitch-resolve"
-      entry_point         = "resolve"
-      description         = "Raw event in, enriched event and identity links out."
-      service_account     = google_service_account.resolve.email
-      scaling             = var.resolve_function
-      ingress             = var.pipeline_ingress_settings
-      secrets             = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT"]
-      runtime_environment = {}
+      name            = "ga4-stitch-resolve"
+      entry_point     = "resolve"
+      description     = "Raw event in, enriched event and identity links out."
+      service_account = google_service_account.resolve.email
+      scaling         = var.resolve_function
+      ingress         = var.pipeline_ingress_settings
+      secrets         = ["PII_HASH_SECRET", "LINK_TOKEN_SECRET", "BRIDGING_SALT"]
+      # functions-framework serves THREADS requests at once (default: 4 per CPU); as many
+      # as the instance's concurrency, or Cloud Run sends 80 deliveries to an instance that
+      # works on 4 while the rest wait, and concurrent state writes share fewer requests.
+      runtime_environment = { THREADS = tostring(var.resolve_function.concurrency) }
     }
     forward = {
       name            = "ga4-stitch-forward"

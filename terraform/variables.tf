@@ -152,7 +152,7 @@ variable "python_runtime" {
 }
 
 variable "resolve_function" {
-  description = "Resources and scaling of the resolve function. concurrency is requests per instance (more than 1 needs cpu of at least 1); timeout_seconds must not exceed ack_deadline_seconds."
+  description = "Resources and scaling of the resolve function. concurrency is requests per instance (more than 1 needs cpu of at least 1), and the requests functions-framework serves at once (THREADS); timeout_seconds must not exceed ack_deadline_seconds."
   type = object({
     memory          = optional(string, "512Mi")
     cpu             = optional(string, "1")

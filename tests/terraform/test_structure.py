@@ -70,6 +70,19 @@ def test_every_setting_the_code_reads_is_set_on_the_functions(
     assert rules.environment_problems(config, code) == []
 
 
+def test_each_pipeline_function_works_on_as_many_deliveries_as_it_is_sent(
+    config: Configuration,
+) -> None:
+    """functions-framework's ``THREADS`` (default: 4 per CPU) follows each pipeline
+    function's Cloud Run concurrency, or an instance is sent 80 deliveries at once and
+    works on 4 of them while Cloud Run counts it busy."""
+    functions = config.locals["pipeline_functions"]
+    assert set(functions) == {"resolve", "forward"}
+    for key, spec in functions.items():
+        threads = spec["runtime_environment"].get("THREADS")
+        assert threads == f"${{tostring(var.{key}_function.concurrency)}}", key
+
+
 def test_variable_defaults_and_ranges_mirror_the_settings(
     config: Configuration, code: Code
 ) -> None:
