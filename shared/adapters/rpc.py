@@ -48,9 +48,10 @@ def status_code(number: int) -> grpc.StatusCode:
 def routing_metadata(field: str, value: str) -> tuple[str, str]:
     """The ``x-goog-request-params`` header the generated method would add for
     ``field`` (the service routes the request by it): the same text as api_core's
-    ``routing_header.to_grpc_metadata`` (``urlencode`` with ``/`` kept), encoded directly,
-    because a document read's header names its document and api_core's five layers of
-    calls around the one ``quote_plus`` cost as much as the read's own request."""
+    ``routing_header.to_grpc_metadata`` (``urlencode`` with ``/`` kept), encoded directly:
+    a document read's header names its document, so api_core's cache never hits, and its
+    five layers of calls around the one ``quote_plus`` were about 2% of the forward
+    function's Python CPU (sampled)."""
     return ROUTING_KEY, f"{quote_plus(field, safe='/')}={quote_plus(value, safe='/')}"
 
 

@@ -52,8 +52,8 @@ def is_flat(data: Mapping[str, Any]) -> bool:
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     """``Timestamp.FromDatetime``'s seconds and nanos (a naive moment is UTC; microseconds
-    kept), by date arithmetic instead of its time-tuple round trip, which cost about a
-    twentieth of a forwarded event's CPU for the ledger entry's two moments."""
+    kept), by date arithmetic instead of its time-tuple round trip (about 1.4% of the
+    forward function's Python CPU, sampled, for the ledger entry's two moments)."""
     delta = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
     return _TIMESTAMP(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
 
