@@ -21,7 +21,6 @@ Writes ``results/instructions.json``; ``python -m benchmarks.run --only instruct
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -35,9 +34,12 @@ from typing import Any
 from benchmarks.common import BenchEnv, make_stream
 from benchmarks.cpu import group_processes
 from benchmarks.profile_functions import (
+    PROJECT,
     SUBSCRIPTION,
+    create_topics,
     drain,
     enriched_subscription,
+    function_environment,
     local_ga4,
     raw_pulled,
 )
@@ -45,7 +47,6 @@ from benchmarks.report import Row
 from ga4_stitch.delivery import Pulled, push_body
 from ga4_stitch.emulators import free_port, spawn, stop_process_group, wait_for_port
 from ga4_stitch.pipeline import (
-    LOCAL_SECRETS,
     MAIN,
     client_environment,
     functions_framework_command,
@@ -53,9 +54,6 @@ from ga4_stitch.pipeline import (
 from shared.settings import Topics
 
 FLOOR = Path(__file__).resolve().with_name("floor_function.py")
-PROJECT = "ga4-stitch-profile"
-"""``profile_functions``'s project: its subscription and topic helpers name it."""
-MEASUREMENT_ID = "G-INSTRUCT01"
 SEED = 41
 STARTUP_SECONDS = 600.0
 """Under callgrind the first import of the Google client libraries takes minutes."""
@@ -70,15 +68,20 @@ def run(env: BenchEnv, *, quick: bool, work: Path) -> dict[str, Any]:
     if len(raw) < 2 * (warm_up + measured):
         raise RuntimeError(f"the stream has {len(raw)} deliveries, too few for {measured}")
     counted = slice(warm_up, warm_up + measured)
-    base = _environment(env)
     results: dict[str, Any] = {"warm_up": warm_up, "measured": measured}
+    pubsub = env.pubsub_host or ""
     with (
         local_ga4(work) as ga4_url,
-        client_environment(PROJECT, env.pubsub_host or "", env.firestore_host),
+        client_environment(PROJECT, pubsub, env.firestore_host),
     ):
-        base["GA4_ENDPOINT"] = ga4_url
+        base = {
+            **os.environ,
+            **function_environment(pubsub, env.firestore_host, ga4_url),
+            "THREADS": "4",
+            "PYTHONPATH": str(MAIN.parent.parent),
+        }
         topics = Topics()
-        _create_topics(topics)
+        create_topics(topics)
         enriched = enriched_subscription(topics)
         results["floor"] = count(
             work, "floor", ("acknowledge", FLOOR), base, messages=raw, counted=counted
@@ -176,36 +179,6 @@ def _push(connection: http.client.HTTPConnection, message: Pulled) -> None:
     answer.read()
     if answer.status != 200:
         raise RuntimeError(f"the function answered HTTP {answer.status} to a push")
-
-
-def _environment(env: BenchEnv) -> dict[str, str]:
-    variables = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
-    }
-    variables.update(
-        {
-            "FIRESTORE_EMULATOR_HOST": env.firestore_host,
-            "PUBSUB_EMULATOR_HOST": env.pubsub_host or "",
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "GA4_MEASUREMENT_ID": MEASUREMENT_ID,
-            "THREADS": "4",
-            "PYTHONPATH": os.pathsep.join([str(MAIN.parent.parent), sys.path[0]]),
-            **LOCAL_SECRETS,
-        }
-    )
-    return variables
-
-
-def _create_topics(topics: Topics) -> None:
-    from google.api_core.exceptions import AlreadyExists
-    from google.cloud.pubsub_v1 import PublisherClient
-
-    publisher = PublisherClient()
-    for topic in vars(topics).values():
-        with contextlib.suppress(AlreadyExists):
-            publisher.create_topic(name=publisher.topic_path(PROJECT, topic))
 
 
 def rows(result: dict[str, Any]) -> list[Row]:

@@ -335,11 +335,14 @@ def function_environment(pubsub: str, firestore: str, ga4_url: str) -> dict[str,
 
 
 def create_topics(topics: Topics) -> None:
+    """The pipeline's topics in ``PROJECT``; those the emulator already has are kept."""
+    from google.api_core.exceptions import AlreadyExists
     from google.cloud.pubsub_v1 import PublisherClient
 
     publisher = PublisherClient()
     for topic in vars(topics).values():
-        publisher.create_topic(name=publisher.topic_path(PROJECT, topic))
+        with contextlib.suppress(AlreadyExists):
+            publisher.create_topic(name=publisher.topic_path(PROJECT, topic))
 
 
 def enriched_subscription(topics: Topics) -> EmulatorSource:

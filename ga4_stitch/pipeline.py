@@ -494,12 +494,11 @@ class LocalPipeline:
             with contextlib.suppress(gexc.AlreadyExists):
                 publisher.create_topic(name=publisher.topic_path(self.options.project, topic))
 
-    def _function_env(self, ga4_url: str, name: str = "") -> dict[str, str]:
+    def _function_env(self, ga4_url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in HOST_VARIABLES.values()}
-        if name in FUNCTIONS:
-            env["THREADS"] = str(FUNCTION_THREADS)
         env.update(
             {
+                "THREADS": str(FUNCTION_THREADS),
                 "PUBSUB_EMULATOR_HOST": self._hosts["pubsub"],
                 "FIRESTORE_EMULATOR_HOST": self._hosts["firestore"],
                 "GOOGLE_CLOUD_PROJECT": self.options.project,
@@ -533,7 +532,7 @@ class LocalPipeline:
                 *("--host", "127.0.0.1", "--port", str(port)),
             ],
             self.options.work_dir / "logs" / f"{name}.log",
-            env=self._function_env(self._ga4_url, name),
+            env=self._function_env(self._ga4_url),
             cwd=MAIN.parent.parent,
             append=append,
         )

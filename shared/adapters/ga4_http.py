@@ -205,9 +205,10 @@ def never_reached_the_server(error: requests.RequestException) -> bool:
 
 
 def _never_sent(error: BaseException) -> bool:
-    """True only when the request certainly never left this process for GA4: urllib3's
-    counterpart of ``never_reached_the_server``, on what urllib3 raises with
-    ``retries=False`` (the error itself, not a ``MaxRetryError``).
+    """True only when the request certainly never left this process for GA4. From
+    ``OriginPool`` the error says so itself (``NotSent`` or ``AnswerLost``); from urllib3
+    (behind a proxy) this is the counterpart of ``never_reached_the_server``, on what
+    urllib3 raises with ``retries=False`` (the error itself, not a ``MaxRetryError``).
 
     True: the connection was never made (``NewConnectionError``, which covers refused,
     unreachable and name resolution, ``ConnectTimeoutError``, a certificate refused during
